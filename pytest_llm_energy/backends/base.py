@@ -1,0 +1,80 @@
+"""What every backend offers the runner: load once, prepare a workload, generate it, and tell what it is."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..meters.base import Meter
+    from ..models import ModelSpec
+    from ..workload import Workload
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings that change the code path (and so the energy) of a backend; part of its cache key."""
+
+    dtype: str = "auto"  # "auto" = bf16 on GPU, fp32 on CPU
+    device: str = "auto"  # "cuda", "cpu" or "auto"
+    tensor_parallel_size: int = 1
+    cuda_graphs: bool = True  # vLLM: enforce_eager=False
+    compile: bool = False  # hf: torch.compile the forward pass
+    static_cache: bool = False  # hf: cache_implementation="static"
+    attention: str = "sdpa"  # hf: attn_implementation
+    request_rate: float = float("inf")  # vllm-server: requests per second (inf = all at once)
+    arrival: str = "poisson"  # vllm-server: "poisson" or "gamma"
+    burstiness: float = 1.0  # vllm-server: gamma shape (1.0 = Poisson)
+    max_concurrency: int | None = None  # vllm-server: None = batch size
+    extra: tuple[tuple[str, Any], ...] = ()  # backend-specific keyword arguments, as sorted pairs
+
+    def to_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        data["extra"] = dict(self.extra)
+        return data
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one generate call produced; the runner checks the token counts against the workload."""
+
+    output_tokens: int  # summed over all requests (beam search: tokens of the returned sequences)
+    input_tokens: int
+    requests: int
+    tokens_per_request: tuple[int, ...] = ()
+    latency: dict = field(default_factory=dict)  # e.g. {"ttft_s_median": ..., "itl_s_median": ...}
+
+
+class Backend(ABC):
+    """One loaded model on one backend. Loading happens in `load`, never inside a measured window."""
+
+    name: str = "base"
+    online: bool = False  # True: the backend measures its own steady-state window (`measure_online`)
+
+    def __init__(self, model: ModelSpec, options: BackendOptions) -> None:
+        self.model = model
+        self.options = options
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights (or build random ones) and allocate; called once per session cache entry."""
+
+    @abstractmethod
+    def prepare(self, workload: Workload) -> Any:
+        """Everything before the first token that is not inference itself (prompt ids, tensors)."""
+
+    @abstractmethod
+    def generate(self, prepared: Any) -> Generation:
+        """Run the prepared workload once and return when all of its work has finished on the device."""
+
+    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float):
+        """Online backends: run the load, measure the steady-state window, return (Reading, Generation)."""
+        raise NotImplementedError(f"backend {self.name} is offline; the runner measures it")
+
+    def close(self) -> None:
+        """Free the model and its device memory (and stop any server)."""
+
+    def describe(self) -> dict:
+        """Backend, versions, model and options, as stored with every result."""
+        return {"backend": self.name, "model": self.model.describe(), "options": self.options.to_dict()}

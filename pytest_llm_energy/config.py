@@ -1,0 +1,247 @@
+"""Settings: the `--energy-*` options (each also an ini key), the marker's keywords, and their checks.
+
+One table (OPTIONS) declares every option once; the plugin registers it, and a test's settings are
+the marker's keywords over the options over the ini over the defaults. Every bad value becomes an
+EnergyUsageError naming the option or keyword and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import EnergyUsageError
+
+GPU_AUTO = "auto"
+BACKEND_NAMES = ("hf", "vllm", "vllm-server")
+DEFAULT_CPU_MODEL = "tiny-llama"
+DEFAULT_GPU_MODEL = "llama-3.2-1b"
+
+
+def _positive_int(text) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a fraction such as 0.05 (5%), got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value < 1:
+        raise ValueError(f"expected a fraction between 0 and 1 such as 0.05 (5%), got {text!r}")
+    return value
+
+
+def _confidence(text) -> float:
+    value = _fraction(text)
+    if value < 0.5:
+        raise ValueError(f"expected a confidence such as 0.99, got {text!r}")
+    return value
+
+
+def _positive_float(text) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _flag(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _gpu_key(text) -> str:
+    value = str(text).strip().lower()
+    if not value or any(ch in value for ch in "/\\") or value.startswith("."):
+        raise ValueError(f"expected a GPU key such as h100, auto or cpu, got {text!r}")
+    return value
+
+
+def _backend(text) -> str:
+    value = str(text).strip()
+    if value not in BACKEND_NAMES:
+        raise ValueError(f"expected one of {', '.join(BACKEND_NAMES)}, got {text!r}")
+    return value
+
+
+def _text(text) -> str:
+    value = str(text).strip()
+    if not value:
+        raise ValueError("expected a non-empty value")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute name; the option is --energy-<name with dashes>, the ini key energy_<name>
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    flag: bool = False
+
+    @property
+    def cli(self) -> str:
+        return "--energy-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "energy_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("gpu", _gpu_key, GPU_AUTO, "which baseline set and meter: a GPU key (h100, h200, a100, ...) "
+           "that must match the visible GPUs, 'auto' to derive it, or 'cpu' (default: auto)"),
+    Option("backend", _backend, "hf", "backend for energy.run: hf, vllm or vllm-server (default: hf)"),
+    Option("model", _text, None, "model for energy.run: a packaged config (tiny-llama, llama-3.2-1b, "
+           "llama-3.1-8b, qwen2.5-0.5b; random weights), a hub id or a local path "
+           f"(default: {DEFAULT_CPU_MODEL} on cpu, {DEFAULT_GPU_MODEL} on a GPU)"),
+    Option("baselines", _text, "baselines", "baselines folder, relative to the rootdir (default: baselines)"),
+    Option("update_baselines", _flag, False, "record this run's results as the new baselines", flag=True),
+    Option("tolerance", _fraction, 0.05, "allowed relative change of J per output token (default: 0.05)"),
+    Option("trials", _positive_int, 5, "measured trials per test (default: 5)"),
+    Option("max_trials", _positive_int, None, "adaptive trials: keep measuring up to this many until "
+           "the result decides against the tolerance (default: off, = --energy-trials)"),
+    Option("time_budget", _positive_float, None, "adaptive trials: stop adding trials to a test after "
+           "this many seconds (default: none)"),
+    Option("warmup", _non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
+    Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
+    Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
+           "repeated inside one window (default: the meter's, 1 s on NVML)"),
+    Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
+           "hotter than this many degrees C (default: 85)"),
+    Option("json", _text, None, "write the JSON report to this path"),
+    Option("md", _text, None, "write a Markdown report to this path"),
+    Option("strict", _flag, False, "fail tests whose verdict is new or inconclusive too", flag=True),
+    Option("allow_hardware_change", _flag, False,
+           "compare with baselines recorded on another GPU model (refused by default)", flag=True),
+    Option("cpu_watts_per_core", _positive_float, 10.0,
+           "watts per busy core for the CPU-time estimate where RAPL is unreadable (default: 10)"),
+)
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]) -> dict[str, Any]:
+    """Command line over ini over default; each value checked, errors naming where the value came from."""
+    values = {}
+    for option in OPTIONS:
+        raw, source = get_option(option.name), option.cli
+        if raw is None:
+            raw, source = get_ini(option.ini), f"ini {option.ini}"
+        if raw is None or raw == "" or raw == []:
+            values[option.name] = option.default
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as error:
+            raise EnergyUsageError(f"{source}: {error}") from None
+    if values["max_trials"] is not None and values["max_trials"] < values["trials"]:
+        raise EnergyUsageError(
+            f"--energy-max-trials ({values['max_trials']}) is below --energy-trials ({values['trials']})"
+        )
+    return values
+
+
+# Marker keywords: name -> parser. Workload and backend keywords feed energy.run().
+_BACKEND_OPTION_KEYWORDS: dict[str, Callable[[Any], Any]] = {
+    "dtype": _text, "device": _text, "tensor_parallel_size": _positive_int, "cuda_graphs": _flag,
+    "compile": _flag, "static_cache": _flag, "attention": _text, "request_rate": _positive_float,
+    "arrival": _text, "burstiness": _positive_float, "max_concurrency": _positive_int,
+}
+_WORKLOAD_KEYWORDS: dict[str, Callable[[Any], Any]] = {
+    "input_tokens": _positive_int, "output_tokens": _positive_int, "batch_size": _positive_int,
+    "decoding": lambda v: v, "seed": _non_negative_int,
+}
+MARKER_KEYWORDS: dict[str, Callable[[Any], Any]] = {
+    "tolerance": _fraction, "trials": _positive_int, "max_trials": _positive_int,
+    "time_budget": _positive_float, "warmup": _non_negative_int, "confidence": _confidence,
+    "min_window": _positive_float, "strict": _flag, "model": _text, "backend": _backend,
+    **_WORKLOAD_KEYWORDS, **_BACKEND_OPTION_KEYWORDS,
+}
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """What one test measures and how it is judged, after marker, options, ini and defaults."""
+
+    tolerance: float
+    trials: int
+    max_trials: int
+    time_budget: float | None
+    warmup: int
+    confidence: float
+    strict: bool
+    min_window: float | None
+    model: str
+    backend: str
+    workload: Mapping[str, Any]  # marker keywords for energy.run(): input_tokens, output_tokens, ...
+    backend_options: Mapping[str, Any]
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_trials > self.trials or self.time_budget is not None
+
+    def with_overrides(self, **overrides) -> TestSettings:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known})
+
+
+def check_marker_keywords(where: str, kwargs: Mapping[str, Any], args: Iterable) -> dict[str, Any]:
+    """Parse one `@pytest.mark.energy(...)`; unknown keywords and bad values name themselves."""
+    if tuple(args):
+        raise EnergyUsageError(f"{where}: @pytest.mark.energy takes keywords only, e.g. energy(trials=5)")
+    parsed = {}
+    for key, value in kwargs.items():
+        parser = MARKER_KEYWORDS.get(key)
+        if parser is None:
+            raise EnergyUsageError(
+                f"{where}: unknown keyword {key!r} in @pytest.mark.energy; known: "
+                + ", ".join(sorted(MARKER_KEYWORDS))
+            )
+        try:
+            parsed[key] = parser(value)
+        except ValueError as error:
+            raise EnergyUsageError(f"{where}: @pytest.mark.energy({key}=...): {error}") from None
+    return parsed
+
+
+def test_settings(options: Mapping[str, Any], marker_values: Mapping[str, Any], default_model: str) -> TestSettings:
+    """Combine the session options with one test's marker keywords (already checked)."""
+    merged = {**options, **marker_values}
+    trials = merged["trials"]
+    max_trials = marker_values.get("max_trials") or options["max_trials"] or trials
+    return TestSettings(
+        tolerance=merged["tolerance"], trials=trials, max_trials=max(max_trials, trials),
+        time_budget=merged["time_budget"], warmup=merged["warmup"], confidence=merged["confidence"],
+        strict=merged["strict"], min_window=merged["min_window"],
+        model=merged.get("model") or default_model, backend=merged["backend"],
+        workload={k: v for k, v in marker_values.items() if k in _WORKLOAD_KEYWORDS},
+        backend_options={k: v for k, v in marker_values.items() if k in _BACKEND_OPTION_KEYWORDS},
+    )

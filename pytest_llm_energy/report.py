@@ -1,0 +1,143 @@
+"""Reports for people: the terminal table, a regression's failure message, and the JSON / Markdown files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from .baseline import clean_for_json
+
+REPORT_SCHEMA = "pytest-llm-energy/report"
+REPORT_SCHEMA_VERSION = 1
+
+COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "notes")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def joules(value) -> str:
+    return f"{value:.4g}" if _finite(value) else "-"
+
+
+def percent(value) -> str:
+    return f"{value:+.1%}" if _finite(value) else "-"
+
+
+def interval(record: dict) -> str:
+    low, high = record.get("ci_low"), record.get("ci_high")
+    if not (_finite(low) and _finite(high)):
+        return "-"
+    return f"{low - 1:+.1%}..{high - 1:+.1%}"
+
+
+def notes(record: dict) -> str:
+    parts = []
+    if record.get("refused"):
+        parts.append("not compared: hardware changed")
+    detectable = record.get("detectable")
+    if record.get("too_noisy"):
+        parts.append("too noisy: detects " + (f">={detectable:.0%}" if _finite(detectable) else "nothing"))
+    if record.get("verdict") not in ("unchanged", "new"):
+        parts.extend(f"{c['component']} {c['baseline']}->{c['current']}" for c in record.get("stack_changes", []))
+    parts.extend(record.get("flags", []))
+    if record.get("estimated"):
+        parts.append("estimated")
+    if record.get("outcome") not in (None, "passed") and record.get("verdict") != "regressed":
+        parts.append(str(record["outcome"]))
+    return "; ".join(parts)
+
+
+def rows(records: Iterable[dict]) -> list[list[str]]:
+    return [
+        [r["nodeid"], joules(r.get("joules_per_token")), joules(r.get("baseline_joules_per_token")),
+         percent(r.get("delta")), interval(r), r.get("verdict", "-"), notes(r)]
+        for r in records
+    ]
+
+
+def terminal_table(records: Sequence[dict], tablefmt: str = "simple") -> str:
+    return tabulate(rows(records), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
+
+
+def header_line(document: dict) -> str:
+    meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
+    return f"J per output token on {document['gpu']}, meter {meter}, baselines {document['baselines']}"
+
+
+def verdict_counts(records: Iterable[dict]) -> str:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.get("verdict", "?")] = counts.get(record.get("verdict", "?"), 0) + 1
+    return ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+
+
+def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
+    """What a failing test prints: the numbers that failed it, in a small table."""
+    title = strict_reason or (
+        f"energy regressed: J per output token {percent(record.get('delta'))} against the baseline "
+        f"(tolerance {record['tolerance']:.0%})"
+    )
+    table = [
+        ["current J/token (median)", joules(record.get("joules_per_token"))],
+        ["baseline J/token (median)", joules(record.get("baseline_joules_per_token"))],
+        ["delta", percent(record.get("delta"))],
+        [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
+        ["p-value (Mann-Whitney)", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
+        ["tolerance", f"{record['tolerance']:.0%}"],
+        ["detectable change", f"{record['detectable']:.1%}" if _finite(record.get("detectable")) else "none"],
+        ["samples (current / baseline)",
+         f"{len(record.get('samples', []))} / {record.get('decision', {}).get('n_baseline', '-')}"],
+        ["meter", record["meter"] + (" (estimated)" if record.get("estimated") else "")],
+    ]
+    changes = record.get("stack_changes") or []
+    if changes:
+        table.append(["stack changes", "; ".join(f"{c['component']} {c['baseline']} -> {c['current']}"
+                                                  for c in changes)])
+    return f"{title}\n{record.get('reason', '')}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_text(json.dumps(clean_json(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+def clean_json(document):
+    """Like clean_for_json but without rounding: reports keep full precision."""
+    if isinstance(document, float):
+        return document if math.isfinite(document) else None
+    if isinstance(document, dict):
+        return {str(k): clean_json(v) for k, v in document.items()}
+    if isinstance(document, (list, tuple)):
+        return [clean_json(v) for v in document]
+    return document
+
+
+def markdown(document: dict) -> str:
+    records = document["results"]
+    lines = [
+        "## Energy report",
+        "",
+        header_line(document) + ".",
+        "",
+        f"{len(records)} tests: {verdict_counts(records) or 'none measured'}.",
+        "",
+    ]
+    if records:
+        table = tabulate(rows(records), headers=COLUMNS, tablefmt="github", disable_numparse=True)
+        if len(records) > 15:
+            lines += ["<details><summary>All results</summary>", "", table, "", "</details>"]
+        else:
+            lines.append(table)
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["clean_for_json", "failure_message", "markdown", "terminal_table", "write_json"]
