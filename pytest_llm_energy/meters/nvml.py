@@ -380,6 +380,14 @@ class NvmlMeter(Meter):
         return pids - ours
 
     # -- session facts -----------------------------------------------------------------------------------
+    def temperatures(self) -> list[float]:
+        """GPU core temperatures in degrees C, for the cool-down between trials."""
+        sensor = getattr(self.nvml, "NVML_TEMPERATURE_GPU", 0)
+        try:
+            return [float(self.nvml.nvmlDeviceGetTemperature(h, sensor)) for h in self.handles]
+        except self.nvml.NVMLError:
+            return []
+
     def idle_watts(self) -> float:
         """Idle power of each measured GPU over `idle_seconds`, measured once (call before loading work)."""
         if self._idle is None:

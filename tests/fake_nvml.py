@@ -1,0 +1,158 @@
+"""A fake pynvml for unit tests of the NVML meter's pure logic (wraparound, mapping, missing counter).
+
+The real meter is also run against real counters on a GPU (tests marked `gpu`, and benchmarks/meter.py).
+Time is simulated: the counter advances by `watts` x elapsed and changes only every `period_s`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class NVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_UNKNOWN = 999
+
+
+@dataclass
+class FakeGpu:
+    uuid: str
+    name: str = "NVIDIA H100 80GB HBM3"
+    watts: float = 100.0
+    start_mj: int = 0
+    has_counter: bool = True
+    power_limit_mw: int = 700_000
+    pids: list[int] = field(default_factory=list)
+    fail_after_reads: int | None = None  # the counter read that raises (NVML failing mid-window)
+
+
+class Clock:
+    """Simulated time: each NVML call costs `call_cost_s`, sleep advances time."""
+
+    def __init__(self, call_cost_s: float = 0.004) -> None:
+        self.now = 0.0
+        self.call_cost_s = call_cost_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class _Process:
+    pid: int
+    usedGpuMemory: int = 0
+
+
+@dataclass
+class _Value:
+    dVal: float = 0.0
+    uiVal: int = 0
+    ulVal: int = 0
+    ullVal: int = 0
+    sllVal: int = 0
+    siVal: int = 0
+    usVal: int = 0
+
+
+@dataclass
+class _Field:
+    fieldId: int
+    nvmlReturn: int
+    valueType: int
+    value: _Value
+
+
+class FakeNvml:
+    """The subset of pynvml the meter calls, over simulated GPUs and a simulated clock."""
+
+    NVMLError = NVMLError
+    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+
+    def __init__(self, gpus: list[FakeGpu], clock: Clock | None = None, period_s: float = 0.1,
+                 modulus: int = 2**64) -> None:
+        self.gpus = gpus
+        self.clock = clock or Clock()
+        self.period_s = period_s
+        self.modulus = modulus
+        self.reads = 0
+        self.shutdowns = 0
+
+    def _gpu(self, handle) -> FakeGpu:
+        return self.gpus[handle]
+
+    def _cost(self) -> None:
+        self.clock.now += self.clock.call_cost_s
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> int:
+        return next(i for i, g in enumerate(self.gpus) if g.uuid == uuid)
+
+    def nvmlDeviceGetUUID(self, handle) -> str:
+        return self._gpu(handle).uuid
+
+    def nvmlDeviceGetName(self, handle) -> str:
+        return self._gpu(handle).name
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "580.159.04"
+
+    def energy_mj_at(self, handle, t: float) -> int:
+        """The counter as the device reports it at time t: updated only at multiples of the period."""
+        gpu = self._gpu(handle)
+        ticked = (t // self.period_s) * self.period_s
+        return int(gpu.start_mj + gpu.watts * ticked * 1000) % self.modulus
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle) -> int:
+        gpu = self._gpu(handle)
+        if not gpu.has_counter:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        self.reads += 1
+        if gpu.fail_after_reads is not None and self.reads > gpu.fail_after_reads:
+            raise NVMLError(NVML_ERROR_UNKNOWN)
+        at = self.clock.now
+        self._cost()
+        return self.energy_mj_at(handle, at)
+
+    def nvmlDeviceGetPowerUsage(self, handle) -> int:
+        return int(self._gpu(handle).watts * 1000)
+
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):
+        gpu = self._gpu(handle)
+        fields = []
+        for field_id in field_ids:
+            if field_id == 186:
+                fields.append(_Field(field_id, 0, 1, _Value(uiVal=int(gpu.watts * 1000))))
+            else:
+                fields.append(_Field(field_id, NVML_ERROR_NOT_SUPPORTED, 3, _Value()))
+        return fields
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle) -> int:
+        return self._gpu(handle).power_limit_mw
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle) -> int:
+        return 0
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        return [_Process(pid) for pid in self._gpu(handle).pids]
+
+    def nvmlDeviceGetTemperature(self, handle, sensor) -> int:
+        return 40

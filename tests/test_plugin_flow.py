@@ -1,0 +1,228 @@
+"""The core flow as a user runs it (pytester): record, compare, fail the test that regressed."""
+
+import json
+
+import pytest
+
+# CPU work whose energy scales with WORK: the cpu-time meter (estimated) measures it for real.
+TEST_FILE = """
+import os
+import pytest
+
+WORK = int(os.environ.get("ENERGY_TEST_WORK", "400000"))
+
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+@pytest.mark.energy(tolerance=0.3)
+def test_generate(energy):
+    with energy.measure() as m:
+        burn(WORK)
+        m.output_tokens = 100
+    assert m.joules > 0 and m.joules_per_token == m.joules / 100
+
+def test_plain():
+    assert True
+"""
+
+ARGS = ("--energy-gpu=cpu", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider")
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(test_gen=TEST_FILE)
+    return pytester
+
+
+def baseline_files(pytester):
+    return {p: p.read_bytes() for p in sorted((pytester.path / "baselines").rglob("*.json"))}
+
+
+def run(pytester, *args, work=400_000, subprocess=False):
+    pytester._monkeypatch.setenv("ENERGY_TEST_WORK", str(work))
+    runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    return runner(*ARGS, *args)
+
+
+def report(pytester, name="report.json"):
+    return json.loads((pytester.path / name).read_text())
+
+
+def only_result(pytester, name="report.json"):
+    (result,) = [r for r in report(pytester, name)["results"] if r["nodeid"].endswith("test_generate")]
+    return result
+
+
+def test_first_run_records_nothing_and_reports_new(suite):
+    result = run(suite, "--energy-json=report.json")
+    result.assert_outcomes(passed=2)
+    assert not (suite.path / "baselines").exists()
+    record = only_result(suite)
+    assert record["verdict"] == "new"
+    assert len(record["samples"]) == 5 and len(record["warmup_samples"]) == 1
+    assert record["estimated"] is True and record["meter"] == "cpu-time"
+    result.stdout.fnmatch_lines(["*energy*", "*test_gen.py::test_generate*new*"])
+
+
+def test_update_writes_a_baseline_and_a_rerun_is_unchanged(suite):
+    run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
+    stored = json.loads((suite.path / "baselines/cpu/test_gen.json").read_text())
+    entry = stored["entries"]["test_gen.py::test_generate"]
+    assert stored["schema_version"] == 1 and stored["gpu"] == "cpu"
+    assert len(entry["samples"]) == 5 and entry["joules_per_token"] > 0
+    assert entry["fingerprint"]["python"] and "test_gen.py::test_plain" not in stored["entries"]
+
+    before = baseline_files(suite)
+    result = run(suite, "--energy-json=report.json")
+    result.assert_outcomes(passed=2)
+    assert only_result(suite)["verdict"] == "unchanged"
+    assert baseline_files(suite) == before  # no update flag: byte-for-byte the same
+
+
+def test_doubling_the_work_regresses_and_fails_that_test_only(suite):
+    run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
+    before = baseline_files(suite)
+    result = run(suite, "--energy-json=report.json", work=800_000)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*energy regressed: J per output token +*% against the baseline (tolerance 30%)*",
+        "*baseline J/token (median)*",
+        "*FAILED test_gen.py::test_generate*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+    assert only_result(suite)["verdict"] == "regressed"
+    assert baseline_files(suite) == before  # a failed run never changes them
+
+
+def test_halving_the_work_is_improved_and_passes(suite):
+    run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
+    result = run(suite, "--energy-json=report.json", work=200_000)
+    result.assert_outcomes(passed=2)
+    record = only_result(suite)
+    assert record["verdict"] == "improved" and record["delta"] < -0.3
+
+
+def test_update_keeps_entries_of_tests_that_did_not_run(suite):
+    run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
+    path = suite.path / "baselines/cpu/test_gen.json"
+    data = json.loads(path.read_text())
+    kept = dict(data["entries"]["test_gen.py::test_generate"], joules_per_token=1.0)
+    data["entries"]["test_gen.py::test_removed"] = kept
+    path.write_text(json.dumps(data))
+    run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
+    entries = json.loads(path.read_text())["entries"]
+    assert set(entries) == {"test_gen.py::test_generate", "test_gen.py::test_removed"}
+    assert entries["test_gen.py::test_removed"]["joules_per_token"] == 1.0
+
+
+def test_a_test_that_fails_is_never_recorded(pytester):
+    pytester.makepyfile(test_bad="""
+        def test_breaks(energy):
+            with energy.measure() as m:
+                sum(range(100000))
+                m.output_tokens = 10
+            assert False, "functional failure"
+    """)
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    result.assert_outcomes(failed=1)
+    assert not list((pytester.path / "baselines").rglob("*.json"))
+
+
+def test_xdist_workers_send_every_result_to_the_controller(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_case(energy, n):
+            with energy.measure() as m:
+                sum(i * i for i in range(200000))
+                m.output_tokens = 10
+    """)
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2", "--energy-update-baselines", "--energy-json=r.json")
+    result.assert_outcomes(passed=4)
+    entries = json.loads((pytester.path / "baselines/cpu/test_many.json").read_text())["entries"]
+    assert sorted(entries) == [f"test_many.py::test_case[{n}]" for n in range(4)]
+    assert len(report(pytester, "r.json")["results"]) == 4
+
+
+def test_trials_loop_in_the_test_itself(pytester):
+    pytester.makepyfile(test_loop="""
+        def test_loop(energy):
+            calls = []
+            for trial in energy.trials():
+                with energy.measure() as m:
+                    sum(range(100000))
+                    m.output_tokens = 10
+                calls.append(trial.warmup)
+            assert calls == [True, False, False, False]
+            assert len(energy.samples) == 3
+    """)
+    pytester.runpytest(*ARGS, "--energy-trials=3").assert_outcomes(passed=1)
+
+
+def test_marker_trials_repeat_the_body_without_setup(pytester):
+    pytester.makepyfile(test_repeat="""
+        import pytest
+
+        SETUPS = []
+
+        @pytest.fixture
+        def model():
+            SETUPS.append(1)
+            return object()
+
+        @pytest.mark.energy(trials=4, warmup=2)
+        def test_body(energy, model):
+            with energy.measure() as m:
+                sum(range(100000))
+                m.output_tokens = 5
+
+        def test_counts():
+            assert len(SETUPS) == 1
+    """)
+    pytester.runpytest(*ARGS, "--energy-json=r.json", "-p", "no:randomly").assert_outcomes(passed=2)
+    (record,) = report(pytester, "r.json")["results"]
+    assert len(record["samples"]) == 4 and len(record["warmup_samples"]) == 2
+
+
+def test_strict_fails_new_results(suite):
+    result = run(suite, "--energy-strict")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*energy verdict 'new' fails under --energy-strict*"])
+
+
+def test_report_header_names_gpu_meter_and_baselines(suite):
+    result = run(suite)
+    result.stdout.fnmatch_lines([
+        "energy: gpu key 'cpu', meter *cpu-time (ESTIMATED*",
+        "energy: baselines */baselines/cpu (read-only), tolerance 5%*",
+    ])
+
+
+def test_unknown_marker_keyword_is_an_error_naming_it(pytester):
+    pytester.makepyfile(test_typo="""
+        import pytest
+
+        @pytest.mark.energy(tolerence=0.1)
+        def test_x(energy):
+            pass
+    """)
+    result = pytester.runpytest(*ARGS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_typo.py::test_x: unknown keyword 'tolerence' in @pytest.mark.energy*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_measure_without_token_count_fails_with_a_clear_message(pytester):
+    pytester.makepyfile(test_tokens="""
+        def test_x(energy):
+            with energy.measure():
+                sum(range(100000))
+    """)
+    result = pytester.runpytest(*ARGS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*set m.output_tokens to the number of generated tokens*"])
