@@ -254,17 +254,17 @@ class BaselineStore:
 
 
 def iter_entries(root: Path) -> Iterator[tuple[str, BaselineEntry]]:
-    """Every entry under a baselines root (or a single file), with its GPU key, for the CLI."""
+    """Every entry under a baselines root, a GPU folder, or one file, with the GPU key its file names."""
     root = Path(root)
     if root.is_file():
-        data = json.loads(root.read_text(encoding="utf-8")) if root.suffix == SUFFIX else {}
-        gpu = str(data.get("gpu", "?")) if isinstance(data, dict) else "?"
-        for entry in read_file(root).values():
-            yield gpu, entry
-        return
-    if not root.is_dir():
+        paths = [root]
+    elif root.is_dir():
+        paths = sorted(p for p in root.rglob("*" + SUFFIX)
+                       if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    else:
         raise BaselineError(f"{root}: no such baselines folder or file")
-    for gpu_folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for entry_path in BaselineStore(root, gpu_folder.name).files():
-            for entry in read_file(entry_path).values():
-                yield gpu_folder.name, entry
+    for path in paths:
+        entries = read_file(path)
+        gpu = json.loads(path.read_text(encoding="utf-8")).get("gpu")  # read_file checked it is JSON
+        for entry in entries.values():
+            yield str(gpu or path.parent.name), entry

@@ -20,6 +20,7 @@ class GpuKind:
 
 # Order matters: the first pattern that matches a device name wins (PCIe before the plain name).
 GPU_KINDS: tuple[GpuKind, ...] = (
+    GpuKind("h200-nvl", r"\bH200 NVL\b", 600.0, 835.0),
     GpuKind("h200", r"\bH200\b", 700.0, 989.0),
     GpuKind("h100-pcie", r"\bH100\b.*PCIe", 350.0, 756.0),
     GpuKind("h100-nvl", r"\bH100 NVL\b", 400.0, 835.0),
