@@ -168,14 +168,23 @@ class BinTable:
         return sorted(self.bins, key=lambda row: (-row.share(by), row.bin))
 
     def top(
-        self, top_k: int | None = None, *, by: str = "requests", min_share: float | None = None
+        self, top_k: int | None = None, *, by: str = "requests", min_share: float | None = None,
+        max_input_tokens: int | None = None, max_output_tokens: int | None = None,
     ) -> list[TraceBin]:
-        """The largest bins: those with at least `min_share`, then at most `top_k` of them."""
+        """The largest bins: those within the length caps and with at least `min_share`, then `top_k` of them.
+
+        The caps let a small machine run the largest bins it can afford (a CPU profile, say); the shares
+        stay shares of the whole trace, so a report still says how much of the trace was covered.
+        """
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise EnergyUsageError(f"top_k (--top) must be a positive whole number, got {top_k!r}")
         if min_share is not None and not 0 <= min_share <= 1:
             raise EnergyUsageError(f"min_share is a fraction in [0, 1] (0.05 = 5%), got {min_share!r}")
-        rows = self.ranked(by)
+        rows = [
+            row for row in self.ranked(by)
+            if (max_input_tokens is None or row.bin.input_tokens <= max_input_tokens)
+            and (max_output_tokens is None or row.bin.output_tokens <= max_output_tokens)
+        ]
         if min_share is not None:
             rows = [row for row in rows if row.share(by) >= min_share]
         return rows[:top_k] if top_k is not None else rows
@@ -254,10 +263,13 @@ def trace_bins(
     edges: BinEdges | None = None,
     input_column: str | None = None,
     output_column: str | None = None,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
 ) -> list[TraceBin]:
     """The bins of a trace that matter most, largest share first (`by` "requests" or "tokens")."""
     table = bin_table(trace, edges, input_column=input_column, output_column=output_column)
-    return table.top(top_k, by=by, min_share=min_share)
+    return table.top(top_k, by=by, min_share=min_share, max_input_tokens=max_input_tokens,
+                     max_output_tokens=max_output_tokens)
 
 
 def bin_params(
@@ -272,6 +284,8 @@ def bin_params(
     seed: int = 0,
     input_column: str | None = None,
     output_column: str | None = None,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
 ) -> list:
     """`pytest.param`s of Workloads, one per (top bin x batch size x decoding), for `parametrize("workload")`.
 
@@ -297,6 +311,8 @@ def bin_params(
         edges=edges,
         input_column=input_column,
         output_column=output_column,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
     ):
         for batch_size in batch_sizes:
             for decoding in parsed:

@@ -461,6 +461,111 @@ def advise_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- diff and show (the logic is in diff.py) -------------------------------------------------------------
+
+
+def _option_value(name: str):
+    """An argparse type that checks a value as the plugin's option of that name does (one place per fact)."""
+    from .config import OPTIONS_BY_NAME
+
+    def parse(text: str):
+        try:
+            return OPTIONS_BY_NAME[name].parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("terminal", "markdown", "json"),
+        default="terminal",
+        help="terminal table, GitHub Markdown (for a pull request), or JSON",
+    )
+    parser.add_argument("--json", dest="format", action="store_const", const="json", help="= --format json")
+
+
+def _configure_diff(parser: argparse.ArgumentParser) -> None:
+    from .config import OPTIONS_BY_NAME
+    from .stats import DEFAULT_CONFIDENCE
+
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="OLD NEW: two baselines folders or files; with --git: one working-tree path "
+        "(default: baselines)",
+    )
+    parser.add_argument(
+        "--git", metavar="REV", help="compare the baselines committed at REV with the working tree"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=_option_value("tolerance"),
+        default=OPTIONS_BY_NAME["tolerance"].default,
+        help="allowed relative change of J per output token (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=_option_value("confidence"),
+        default=DEFAULT_CONFIDENCE,
+        help="confidence of the decision rule (default: %(default)s)",
+    )
+    parser.add_argument("--all", action="store_true", help="also list entries that did not change")
+    parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any test regressed")
+    _add_format(parser)
+
+
+@subcommand(
+    "diff",
+    help="compare two sets of baselines: a table per GPU key, verdicts by the plugin's rule",
+    configure=_configure_diff,
+)
+def diff_command(args: argparse.Namespace) -> int:
+    from . import diff as review
+
+    if args.git is not None:
+        if len(args.paths) > 1:
+            raise EnergyUsageError("--git REV compares one working-tree path with REV: give at most one PATH")
+        path = Path(args.paths[0] if args.paths else "baselines")
+        old, new = review.read_baseline_set_at(args.git, path), review.read_baseline_set(path)
+    elif len(args.paths) == 2:
+        old, new = (review.read_baseline_set(path) for path in args.paths)
+    else:
+        raise EnergyUsageError("give OLD and NEW (baselines folders or files), or --git REV [PATH]")
+    diff = review.diff_baselines(old, new, args.tolerance, args.confidence)
+    if args.format == "json":
+        print(review.render_json(diff))
+    elif args.format == "markdown":
+        print(review.render_markdown(diff, show_identical=args.all), end="")
+    else:
+        print(review.render_terminal(diff, show_identical=args.all))
+    return 1 if args.fail_on_regression and diff.regressed else 0
+
+
+def _configure_show(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default="baselines",
+        metavar="PATH",
+        help="a baselines folder, one GPU folder, or one file (default: baselines)",
+    )
+    _add_format(parser)
+
+
+@subcommand(
+    "show", help="list the entries of a baselines folder, a table per GPU key", configure=_configure_show
+)
+def show_command(args: argparse.Namespace) -> int:
+    from . import diff as review
+
+    print(review.render_entries(review.read_baseline_set(args.path), args.format), end="")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------------------
 
 

@@ -139,6 +139,7 @@ OPTIONS: tuple[Option, ...] = (
            "hotter than this many degrees C (default: 85)"),
     Option("json", _text, None, "write the JSON report to this path"),
     Option("md", _text, None, "write a Markdown report to this path"),
+    Option("plots", _text, None, "write PNG plots to this folder: J/token per bin, baseline vs current (needs matplotlib)"),
     Option("strict", _flag, False, "fail tests whose verdict is new or inconclusive too", flag=True),
     Option("allow_hardware_change", _flag, False,
            "compare with baselines recorded on another GPU model (refused by default)", flag=True),

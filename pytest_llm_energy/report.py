@@ -66,9 +66,19 @@ def terminal_table(records: Sequence[dict], tablefmt: str = "simple") -> str:
     return tabulate(rows(records), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
 
 
+def display_path(path) -> str:
+    """A path as a reader of the report knows it: relative to the current folder when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except (OSError, ValueError):
+        return str(path)
+
+
 def header_line(document: dict) -> str:
     meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
-    return f"J per output token on {document['gpu']}, meter {meter}, baselines {document['baselines']}"
+    folder = document.get("baselines_folder") or document["baselines"]
+    return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
 
 
 def verdict_counts(records: Iterable[dict]) -> str:
@@ -121,23 +131,58 @@ def clean_json(document):
     return document
 
 
+# Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the
+# regressions stay in the open), so a comment or summary with hundreds of tests stays readable.
+DETAILS_AFTER_ROWS = 15
+ATTENTION = ("regressed", "inconclusive")  # verdicts a reviewer must see without unfolding anything
+
+
+def markdown_cell(text) -> str:
+    """One table cell: a pipe would end the cell and `<x>` would vanish as an HTML tag (test ids have both)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: Sequence[str], table_rows: Sequence[Sequence]) -> str:
+    return tabulate([[markdown_cell(cell) for cell in row] for row in table_rows],
+                    headers=[markdown_cell(h) for h in headers], tablefmt="github", disable_numparse=True)
+
+
+def markdown_results(headers: Sequence[str], table_rows: Sequence[Sequence], *, attention: Sequence[bool],
+                     what: str) -> list[str]:
+    """A results table; when long, the rows that need attention first and the whole table folded below."""
+    if len(table_rows) <= DETAILS_AFTER_ROWS:
+        return [markdown_table(headers, table_rows), ""]
+    lines = []
+    flagged = [row for row, flag in zip(table_rows, attention, strict=True) if flag]
+    if flagged:
+        lines += [markdown_table(headers, flagged), ""]
+    return lines + [f"<details><summary>All {len(table_rows)} {what}</summary>", "",
+                    markdown_table(headers, table_rows), "", "</details>", ""]
+
+
 def markdown(document: dict) -> str:
+    """The session report for a pull request or GITHUB_STEP_SUMMARY: header, counts, table, what was written."""
     records = document["results"]
-    lines = [
-        "## Energy report",
-        "",
-        header_line(document) + ".",
-        "",
-        f"{len(records)} tests: {verdict_counts(records) or 'none measured'}.",
-        "",
-    ]
+    lines = ["## Energy report", "", header_line(document) + "."]
+    if document.get("meter_description"):
+        lines += ["", f"Meter: {markdown_cell(document['meter_description'])}."]
+    if document["estimated"]:
+        lines += ["", "> **ESTIMATED**: no energy counter was read; these numbers are an estimate for trying "
+                      "the plugin out, not a measurement to guard energy with."]
+    workers = document.get("workers") or {}
+    if workers:
+        lines += ["", "xdist workers, one GPU each: "
+                  + ", ".join(f"{worker} `{uuid}`" for worker, uuid in sorted(workers.items())) + "."]
+    lines += ["", f"{len(records)} tests: {verdict_counts(records) or 'none measured'}.", ""]
     if records:
-        table = tabulate(rows(records), headers=COLUMNS, tablefmt="github", disable_numparse=True)
-        if len(records) > 15:
-            lines += ["<details><summary>All results</summary>", "", table, "", "</details>"]
-        else:
-            lines.append(table)
-    return "\n".join(lines) + "\n"
+        lines += markdown_results(COLUMNS, rows(records), what="results",
+                                  attention=[r.get("verdict") in ATTENTION for r in records])
+    for written in document.get("written") or []:
+        lines.append(f"Baselines written: `{display_path(written['path'])}` (+{len(written['added'])} new, "
+                     f"{len(written['updated'])} updated).  ")
+    if document.get("git_commit"):
+        lines.append(f"Commit `{document['git_commit']}`.")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 __all__ = ["clean_for_json", "failure_message", "markdown", "terminal_table", "write_json"]

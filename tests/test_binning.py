@@ -211,3 +211,9 @@ def test_bin_params_drive_a_parametrized_test(pytester):
     result = pytester.runpytest("-p", "no:llm_energy", "-p", "no:cacheprovider", "--strict-markers")
     result.assert_outcomes(passed=4)
     result.stdout.no_fnmatch_line("*error*")
+
+
+def test_length_caps_pick_the_largest_bins_a_small_machine_can_run():
+    capped = trace_bins("azure-conv", 3, max_input_tokens=1024, max_output_tokens=128)
+    assert [row.bin.label for row in capped] == ["in512-out128", "in256-out128", "in1024-out128"]
+    assert [row.requests for row in capped] == [3933, 561, 464]  # shares stay shares of the whole trace

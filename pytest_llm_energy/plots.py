@@ -1,0 +1,215 @@
+"""Plots of a run, as PNG files: J per output token per bin (heatmaps), and each test against its baseline.
+
+matplotlib is the optional extra `plots` (`pip install 'pytest-llm-energy[plots]'`). It is imported only
+when plots are written, and used through its object API on the Agg canvas: no pyplot, no window, and no
+change to the backend of the process the tests run in. What is drawn is worked out first, as plain values
+(`heatmaps`, `comparison_bars`), so that the drawing functions only draw.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnergyUsageError
+from .results import read_report
+
+INSTALL_HINT = "pip install 'pytest-llm-energy[plots]'"
+BARS_PER_FIGURE = 40  # more tests go to further files: a taller image stops being readable
+VERDICT_COLOURS = {"regressed": "#d62728", "improved": "#2ca02c", "inconclusive": "#ff7f0e"}
+CURRENT_COLOUR = "#1f77b4"
+BASELINE_COLOUR = "#b0b0b0"
+
+
+def require_matplotlib() -> None:
+    """Fail before any test runs when plots are asked for and matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EnergyUsageError(
+            f"--energy-plots needs matplotlib, which is not installed here: {INSTALL_HINT}"
+        )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "plot"
+
+
+# --- what to draw -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """J per output token on the grid of input bins x output bins, for one configuration and batch size."""
+
+    title: str
+    file_name: str
+    input_bins: tuple[int, ...]  # columns
+    output_bins: tuple[int, ...]  # rows
+    values: tuple[tuple[float | None, ...], ...]  # values[row][column]; None where nothing was measured
+
+
+def heatmaps(document: Mapping) -> list[Heatmap]:
+    """One heatmap per (configuration, batch size, decoding) among the run's `energy.run` results."""
+    measured = read_report(Path("this run"), data=document).bins  # tests without a workload are left out
+    groups: dict[tuple[str, int, str], dict[tuple[int, int], float]] = {}
+    for item in measured:
+        cells = groups.setdefault((item.configuration, item.batch_size, item.decoding), {})
+        cells[item.bin.input_tokens, item.bin.output_tokens] = item.joules_per_output_token
+    kind = "ESTIMATED" if document.get("estimated") else "measured"
+    found = []
+    for (configuration, batch_size, decoding), cells in sorted(groups.items()):
+        inputs = tuple(sorted({i for i, _ in cells}))
+        outputs = tuple(sorted({o for _, o in cells}))
+        found.append(
+            Heatmap(
+                title=f"{configuration}\nbatch {batch_size}, {decoding}; {document.get('gpu')}, "
+                f"{document.get('meter')} ({kind})",
+                file_name=f"bins-{_slug(configuration)}-b{batch_size}-{_slug(decoding)}.png",
+                input_bins=inputs,
+                output_bins=outputs,
+                values=tuple(tuple(cells.get((i, o)) for i in inputs) for o in outputs),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class ComparisonBar:
+    """One test: its current median, its baseline median, and the interval of the current value."""
+
+    nodeid: str
+    current: float
+    baseline: float | None
+    low: float | None  # baseline x ci_low of the ratio
+    high: float | None
+    verdict: str
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
+
+
+def comparison_bars(records: Sequence[Mapping]) -> list[ComparisonBar]:
+    """Tests with a current value, the largest regression first (as in the diff tables)."""
+    bars = []
+    for record in records:
+        current = _number(record.get("joules_per_token"))
+        if current is None:
+            continue
+        baseline = _number(record.get("baseline_joules_per_token"))
+        low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
+        interval = (baseline * low, baseline * high) if baseline and low and high else (None, None)
+        bars.append(
+            ComparisonBar(str(record.get("nodeid")), current, baseline, *interval, str(record.get("verdict")))
+        )
+    delta = {bar.nodeid: (bar.current / bar.baseline - 1) if bar.baseline else -math.inf for bar in bars}
+    return sorted(bars, key=lambda bar: (-delta[bar.nodeid], bar.nodeid))
+
+
+# --- drawing ----------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def draw_heatmap(heatmap: Heatmap, path: Path) -> Path:
+    import numpy as np
+
+    grid = np.ma.masked_invalid(
+        np.array([[math.nan if v is None else v for v in row] for row in heatmap.values], dtype=float)
+    )
+    figure = _figure(
+        max(5.5, 1.6 + 1.1 * len(heatmap.input_bins)), max(3.5, 1.8 + 0.7 * len(heatmap.output_bins))
+    )
+    axes = figure.subplots()
+    image = axes.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    axes.set_xticks(range(len(heatmap.input_bins)), [str(i) for i in heatmap.input_bins])
+    axes.set_yticks(range(len(heatmap.output_bins)), [str(o) for o in heatmap.output_bins])
+    axes.set_xlabel("input tokens (bin)")
+    axes.set_ylabel("output tokens (bin)")
+    axes.set_title(heatmap.title, fontsize=9)
+    middle = float(grid.min() + grid.max()) / 2 if grid.count() else 0.0
+    for row, values in enumerate(heatmap.values):
+        for column, value in enumerate(values):
+            if value is not None:  # dark text on the light end of viridis, light text on the dark end
+                axes.text(
+                    column,
+                    row,
+                    f"{value:.3g}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if value > middle else "white",
+                )
+    figure.colorbar(image, ax=axes, label="J per output token")
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _label(nodeid: str, width: int = 60) -> str:
+    return nodeid if len(nodeid) <= width else "..." + nodeid[-(width - 3) :]
+
+
+def draw_bars(bars: Sequence[ComparisonBar], path: Path, title: str) -> Path:
+    figure = _figure(11, 1.6 + 0.45 * len(bars))
+    axes = figure.subplots()
+    rows = list(range(len(bars)))[::-1]  # the first bar at the top
+    height = 0.38
+    from matplotlib.patches import Patch
+
+    axes.barh(
+        [r + height / 2 for r in rows], [bar.baseline or 0 for bar in bars], height, color=BASELINE_COLOUR
+    )
+    colours = [VERDICT_COLOURS.get(bar.verdict, CURRENT_COLOUR) for bar in bars]
+    axes.barh([r - height / 2 for r in rows], [bar.current for bar in bars], height, color=colours)
+    verdicts = sorted({bar.verdict for bar in bars if bar.verdict in VERDICT_COLOURS})
+    legend = [Patch(color=BASELINE_COLOUR, label="baseline"), Patch(color=CURRENT_COLOUR, label="current")]
+    legend += [Patch(color=VERDICT_COLOURS[v], label=f"current, {v}") for v in verdicts]
+    for row, bar in zip(rows, bars, strict=True):
+        if bar.low is not None and bar.high is not None:
+            axes.errorbar(
+                bar.current,
+                row - height / 2,
+                xerr=[[max(bar.current - bar.low, 0)], [max(bar.high - bar.current, 0)]],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                linewidth=1,
+            )
+    values = [v for bar in bars for v in (bar.current, bar.baseline, bar.high) if v]
+    if values and max(values) / min(values) > 100:  # tests of very different sizes: compare on a log axis
+        axes.set_xscale("log")
+    axes.set_yticks(rows, [f"{_label(bar.nodeid)}  [{bar.verdict}]" for bar in bars], fontsize=8)
+    axes.set_xlabel("J per output token (median); whisker: confidence interval of the change")
+    axes.set_title(title, fontsize=9)
+    axes.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # never on the bars
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def write_plots(document: Mapping, folder: Path) -> list[Path]:
+    """Every plot of a report document, written into `folder`; returns the files written."""
+    require_matplotlib()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [draw_heatmap(heatmap, folder / heatmap.file_name) for heatmap in heatmaps(document)]
+    bars = comparison_bars(document.get("results") or [])
+    kind = "ESTIMATED" if document.get("estimated") else "measured"
+    pages = [bars[start : start + BARS_PER_FIGURE] for start in range(0, len(bars), BARS_PER_FIGURE)]
+    for number, page in enumerate(pages, start=1):
+        name = "baseline-vs-current.png" if len(pages) == 1 else f"baseline-vs-current-{number}.png"
+        title = (
+            f"J per output token against the baseline on {document.get('gpu')}, "
+            f"{document.get('meter')} ({kind})"
+            + (f", page {number} of {len(pages)}" if len(pages) > 1 else "")
+        )
+        written.append(draw_bars(page, folder / name, title))
+    return written
