@@ -54,6 +54,7 @@ class EnergyFixture:
         self._session = session
         self.measurements: list[Measurement] = []
         self.workload: Workload | None = None
+        self.backend = None  # the loaded backend of the last energy.run(), for direct comparisons
         self.backend_description: dict | None = None
         self._warming = False
         self.drives_own_trials = False  # set by trials() and run(): the body is then not repeated
@@ -158,9 +159,11 @@ class EnergyFixture:
             {**self.settings.backend_options, **options}, workload,
         )
         self.workload = workload
+        self.backend = engine
         self.backend_description = engine.describe()
         self._session.ready_meter()
-        self._session.runner.run(engine, workload, self.plan(), self.measurements.append, label=self.nodeid)
+        self._session.runner.run(engine, workload, self.plan(), self.measurements.append, label=self.nodeid,
+                                 min_window_s=self.settings.min_window)
         return EnergyResultView(self)
 
     def _workload_from_marker(self) -> Workload:

@@ -90,13 +90,14 @@ class WorkloadRunner:
         self._seconds_per_run: dict[tuple, float] = {}  # (backend, shape) -> seconds, once warm
 
     def run(self, backend: Backend, workload: Workload, plan: TrialPlan,
-            record: Callable[[Measurement], None], label: str = "") -> None:
+            record: Callable[[Measurement], None], label: str = "", min_window_s: float | None = None) -> None:
         """Warm up (once per shape), then measure trials; each window goes to `record` at once."""
+        min_window = min_window_s if min_window_s is not None else self.min_window_s
         try:
             if backend.online:
-                self._run_online(backend, workload, plan, record, label)
+                self._run_online(backend, workload, plan, record, label, min_window)
             else:
-                self._run_offline(backend, workload, plan, record, label)
+                self._run_offline(backend, workload, plan, record, label, min_window)
         except BackendError:
             raise
         except Exception as error:  # an OOM or a backend crash in one bin: that test errors, others run
@@ -141,7 +142,7 @@ class WorkloadRunner:
             integrator.stop()
 
     def _run_offline(self, backend: Backend, workload: Workload, plan: TrialPlan,
-                     record: Callable[[Measurement], None], label: str) -> None:
+                     record: Callable[[Measurement], None], label: str, min_window: float) -> None:
         prepared = backend.prepare(workload)
         key = (id(backend), workload.shape)
         if key not in self._seconds_per_run:
@@ -151,7 +152,7 @@ class WorkloadRunner:
                 record(measurement)
                 self._seconds_per_run[key] = measurement.seconds
         seconds_per_run = self._seconds_per_run.get(key)
-        repeats = max(1, math.ceil(self.min_window_s / seconds_per_run)) if seconds_per_run else 1
+        repeats = max(1, math.ceil(min_window / seconds_per_run)) if seconds_per_run else 1
         samples: list[float] = []
         started = time.perf_counter()
         while plan.wants_more(samples, time.perf_counter() - started):
@@ -162,21 +163,21 @@ class WorkloadRunner:
             samples.append(measurement.joules_per_output_token)
             per_run = measurement.seconds / repeats
             self._seconds_per_run[key] = per_run
-            if measurement.seconds < self.min_window_s:  # the warm-up run was slower than a warm one
-                repeats = max(repeats + 1, math.ceil(self.min_window_s * 1.1 / per_run))
+            if measurement.seconds < min_window:  # the warm-up run was slower than a warm one
+                repeats = max(repeats + 1, math.ceil(min_window * 1.1 / per_run))
 
     def _run_online(self, backend: Backend, workload: Workload, plan: TrialPlan,
-                    record: Callable[[Measurement], None], label: str) -> None:
+                    record: Callable[[Measurement], None], label: str, min_window: float) -> None:
         for i in range(plan.warmup):
             self.progress(f"{label} warm-up {i + 1}/{plan.warmup}")
-            reading, generation = backend.measure_online(workload, self.meter, self.min_window_s)
+            reading, generation = backend.measure_online(workload, self.meter, min_window)
             record(_online_measurement(reading, generation, warmup=True))
         samples: list[float] = []
         started = time.perf_counter()
         while plan.wants_more(samples, time.perf_counter() - started):
             cool_down(self.meter, self.cooldown_celsius)
             self.progress(f"{label} trial {plan.describe(len(samples) + 1)}")
-            reading, generation = backend.measure_online(workload, self.meter, self.min_window_s)
+            reading, generation = backend.measure_online(workload, self.meter, min_window)
             measurement = _online_measurement(reading, generation, warmup=False)
             record(measurement)
             samples.append(measurement.joules_per_output_token)

@@ -48,7 +48,7 @@ class EnergySession:
         self.written: list[WriteSummary] = []
         self.write_error: str | None = None
         self.interrupted = False
-        self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.started_at = dt.datetime.now(dt.UTC)
         self._clock_start = time.perf_counter()
 
     # -- facts of the run ----------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class EnergySession:
         """Only tests that passed (or failed only by an energy verdict) are recorded."""
         fingerprint = self.fingerprint()
         commit = self.git_commit()
-        recorded_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        recorded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return {
             nodeid: baseline_entry(record, fingerprint, commit, recorded_at)
             for nodeid, record in sorted(self.records.items())

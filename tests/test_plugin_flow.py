@@ -17,7 +17,7 @@ def burn(n):
         total += i * i
     return total
 
-@pytest.mark.energy(tolerance=0.3)
+@pytest.mark.energy(tolerance=0.5)
 def test_generate(energy):
     with energy.measure() as m:
         burn(WORK)
@@ -88,7 +88,7 @@ def test_doubling_the_work_regresses_and_fails_that_test_only(suite):
     result = run(suite, "--energy-json=report.json", work=800_000)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*energy regressed: J per output token +*% against the baseline (tolerance 30%)*",
+        "*energy regressed: J per output token +*% against the baseline (tolerance 50%)*",
         "*baseline J/token (median)*",
         "*FAILED test_gen.py::test_generate*",
     ])

@@ -31,6 +31,8 @@ class BackendOptions:
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        if data["request_rate"] == float("inf"):  # strict JSON has no Infinity
+            data["request_rate"] = "inf"
         data["extra"] = dict(self.extra)
         return data
 
@@ -72,7 +74,7 @@ class Backend(ABC):
         """Online backends: run the load, measure the steady-state window, return (Reading, Generation)."""
         raise NotImplementedError(f"backend {self.name} is offline; the runner measures it")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends have something to free; a no-op is a valid default
         """Free the model and its device memory (and stop any server)."""
 
     def describe(self) -> dict:

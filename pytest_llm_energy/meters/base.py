@@ -36,5 +36,5 @@ class Meter(ABC):
     def kind(self) -> str:
         return "estimated" if self.estimated else "measured"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - meters without handles need no close
         """Release the meter's handles."""

@@ -7,7 +7,6 @@ joules = CPU seconds of this process and its children x a stated power per busy 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,0 +1,54 @@
+"""The harness's own cost: energy.run against calling the backend directly on the same workload.
+
+Both paths run the same loaded model on the same workload in alternating rounds, each round one window of
+the same number of generate calls measured by the same meter. Reported per generate call: seconds and
+joules through energy.run vs direct, and their relative difference. Reproduce on a GPU:
+
+    pytest benchmarks/test_harness_overhead.py --energy-gpu=auto -p no:cacheprovider -s \
+        --energy-baselines=benchmarks/no-baselines --overhead-out=overhead.json
+"""
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_llm_energy import Workload
+from pytest_llm_energy.runner import sync_cuda
+
+ROUNDS = 6
+WORKLOAD = Workload(256, 128, 8)
+
+
+@pytest.mark.energy(trials=1, warmup=1, model="llama-3.2-1b", backend="hf", min_window=2.0)
+def test_harness_overhead(energy, request):
+    harness, direct = [], []
+    for _ in range(ROUNDS):
+        before = len(energy.measurements)
+        energy.run(WORKLOAD)
+        (measured,) = [m for m in energy.measurements[before:] if not m.warmup]
+        harness.append((measured.seconds / measured.repeats, measured.joules / measured.repeats))
+        backend, repeats = energy.backend, measured.repeats
+        prepared = backend.prepare(WORKLOAD)
+        sync_cuda()
+        start = energy.meter.begin()
+        began = time.perf_counter()
+        for _ in range(repeats):
+            backend.generate(prepared)
+        sync_cuda()
+        seconds = time.perf_counter() - began
+        reading = energy.meter.end(start)
+        direct.append((seconds / repeats, reading.joules / repeats))
+    result = {"card": energy.meter.describe(), "workload": WORKLOAD.label, "rounds": ROUNDS}
+    for name, index in (("seconds_per_call", 0), ("joules_per_call", 1)):
+        h = statistics.median(x[index] for x in harness)
+        d = statistics.median(x[index] for x in direct)
+        result[name] = {"energy_run": h, "direct": d, "relative_difference": h / d - 1}
+    result["rows"] = {"energy_run": harness, "direct": direct}
+    out = request.config.getoption("--overhead-out")
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
+    assert all(math.isfinite(x[1]) for x in harness + direct)

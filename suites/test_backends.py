@@ -1,0 +1,14 @@
+"""Backends: HF transformers vs the vLLM engine on the same bins (the paper's headline comparison).
+
+A backend that is not installed here is skipped with the reason (e.g. vLLM on a runner without it).
+"""
+
+import pytest
+
+pytestmark = pytest.mark.suite(profile="gpu")
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+@pytest.mark.trace_workloads(trace="azure-conv", top_k=2, batch_sizes=(8, 32))
+def test_backend(energy, backend, workload):
+    energy.run(workload, backend=backend)
