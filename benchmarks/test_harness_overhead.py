@@ -9,6 +9,7 @@ joules through energy.run vs direct, and their relative difference. Reproduce on
 """
 
 import json
+import os
 import math
 import statistics
 import time
@@ -23,7 +24,8 @@ ROUNDS = 6
 WORKLOAD = Workload(256, 128, 8)
 
 
-@pytest.mark.energy(trials=1, warmup=1, model="llama-3.2-1b", backend="hf", min_window=2.0)
+@pytest.mark.energy(trials=1, warmup=1, model=os.environ.get("OVERHEAD_MODEL", "llama-3.2-1b"), backend="hf",
+                    min_window=2.0)
 def test_harness_overhead(energy, request):
     harness, direct = [], []
     for _ in range(ROUNDS):
