@@ -3,12 +3,14 @@
 Runs on an NVIDIA GPU with the plugin's own meter and runner (the path energy.run takes). Workloads:
 
 * `steady-matmul`: bf16 8192x8192 products, one window ~1.2 s (the meter's own noise; a quiet workload).
-* `hf llama-3.2-1b b1 256->128` and `hf llama-3.2-1b b32 256->128`: HF generate, random weights.
+* `hf llama-3.2-1b b32 256->128`: HF eager generate, random weights (Python-dispatch noise).
+* `hf+compile llama-3.2-1b b8 256->128`: static cache + generate's compiled decode step (CUDA graphs).
 
 An injected regression is the same work with X% more of it counted as the same number of tokens: the
 matrix products run X% more iterations; HF generates round(128 x (1 + X/100)) tokens per request while
-J per token is divided by 128. Order: A, +3%, +5%, +10%, then A again (A2) last, so drift over the
-recording shows up as A/A noise. Reproduce:
+J per token is divided by 128. The five sets (A, +3%, +5%, +10%, A again as
+A2) are measured round-robin, one window each per round, so slow drift (heat, clocks) cannot pose as a
+change; A/A noise across separate runs is measured by the suites' record/check runs instead. Reproduce:
 
     python benchmarks/collect_samples.py --out samples.json [--trials 12] [--only steady-matmul]
     python benchmarks/detection.py --samples samples.json --trials 3 5 7 10 --out detection_gpu.md
@@ -25,24 +27,36 @@ from pathlib import Path
 CHANGES = (3, 5, 10)
 
 
-def matmul_samples(meter, trials: int, factor: float, iterations: int) -> list[float]:
+SETS = ("A", "plus3", "plus5", "plus10", "A2")
+FACTORS = {"A": 1.0, "plus3": 1.03, "plus5": 1.05, "plus10": 1.10, "A2": 1.0}
+
+
+def interleaved(trials: int, measure) -> dict[str, list[float]]:
+    """Round-robin over the sets, one window each per round, so slow drift (heat, clocks) hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in SETS}
+    for _ in range(trials):
+        for name in SETS:
+            samples[name].append(measure(FACTORS[name]))
+    return samples
+
+
+def matmul_measure(meter, iterations: int):
     import torch
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    work = round(iterations * factor)
-    for _ in range(work):  # warm-up of this shape
+    for _ in range(iterations):  # warm-up: clocks and power at the steady state
         torch.matmul(a, b)
     torch.cuda.synchronize()
-    samples = []
-    for _ in range(trials):
+
+    def measure(factor: float) -> float:
         start = meter.begin()
-        for _ in range(work):
+        for _ in range(round(iterations * factor)):
             torch.matmul(a, b)
         torch.cuda.synchronize()
-        reading = meter.end(start)
-        samples.append(reading.joules / iterations)  # "tokens" counted as the nominal iterations
-    return samples
+        return meter.end(start).joules / iterations  # "tokens" counted as the nominal iterations
+
+    return measure
 
 
 def matmul_iterations(seconds: float) -> int:
@@ -59,17 +73,23 @@ def matmul_iterations(seconds: float) -> int:
     return max(1, round(seconds / ((time.perf_counter() - began) / 50)))
 
 
-def hf_samples(runner, backend, batch: int, trials: int, factor: float) -> list[float]:
+def hf_measure(runner, backend, batch: int):
+    """One window per call; +X% generates ceil(128 x (1 + X/100)) tokens per request, counted as 128."""
     from pytest_llm_energy import Workload
     from pytest_llm_energy.runner import TrialPlan
 
     nominal = 128
-    workload = Workload(256, math.ceil(nominal * factor) if factor > 1 else nominal, batch)
-    plan = TrialPlan(warmup=1, trials=trials, max_trials=trials, time_budget=None, tolerance=0.05,
-                     confidence=0.99, baseline=None)
-    measured = []
-    runner.run(backend, workload, plan, measured.append)
-    return [m.joules / (m.repeats * batch * nominal) for m in measured if not m.warmup]
+    plan = TrialPlan(warmup=1, trials=1, max_trials=1, time_budget=None, tolerance=0.05, confidence=0.99,
+                     baseline=None)
+
+    def measure(factor: float) -> float:
+        workload = Workload(256, math.ceil(nominal * factor) if factor > 1 else nominal, batch)
+        measured = []
+        runner.run(backend, workload, plan, measured.append)  # warms each shape once, then one window
+        (window,) = [m for m in measured if not m.warmup]
+        return window.joules / (window.repeats * batch * nominal)
+
+    return measure
 
 
 def main(argv=None) -> int:
@@ -90,30 +110,29 @@ def main(argv=None) -> int:
     card = meter.devices[0].name
     document = {"schema": 1, "unit": "J/output token", "workloads": {}}
 
-    def record(name: str, collect, notes: str) -> None:
+    def record(name: str, measure, notes: str) -> None:
         if args.only and name not in args.only:
             return
-        sets = {"card": card, "notes": notes}
-        sets["A"] = collect(1.0)
-        for change in CHANGES:
-            sets[f"plus{change}"] = collect(1 + change / 100)
-        sets["A2"] = collect(1.0)
-        document["workloads"][name] = sets
+        started = time.perf_counter()
+        document["workloads"][name] = {"card": card, "notes": notes, **interleaved(args.trials, measure)}
         args.out.write_text(json.dumps(document, indent=2))
-        print(f"{name}: {len(sets['A'])} samples per set recorded", flush=True)
+        print(f"{name}: {args.trials} samples per set in {time.perf_counter() - started:.0f} s", flush=True)
 
     iterations = matmul_iterations(1.2)
-    record("steady-matmul", lambda f: matmul_samples(meter, args.trials, f, iterations),
+    record("steady-matmul", matmul_measure(meter, iterations),
            f"{iterations} bf16 8192^3 products per window; +X% = X% more products counted as the same")
     runner = WorkloadRunner(meter, min_window_s=1.0)
     pool = BackendPool()
-    for batch in (1, 32):
-        name = f"hf llama-3.2-1b b{batch} 256->128"
+    hf_notes = "random weights; +X% = ceil(128 x (1+X/100)) tokens per request counted as 128"
+    for name, batch, options in (
+        ("hf llama-3.2-1b b32 256->128", 32, BackendOptions(device="cuda")),
+        ("hf+compile llama-3.2-1b b8 256->128", 8, BackendOptions(device="cuda", compile=True)),
+    ):
         if args.only and name not in args.only:
             continue
-        backend = pool.get("hf", resolve_model("llama-3.2-1b"), BackendOptions(device="cuda"), batch)
-        record(name, lambda f, b=batch, be=backend: hf_samples(runner, be, b, args.trials, f),
-               "HF eager generate, random weights; +X% = ceil(128 x (1+X/100)) tokens counted as 128")
+        backend = pool.get("hf", resolve_model("llama-3.2-1b"), options, batch)
+        record(name, hf_measure(runner, backend, batch), ("HF compiled decode step, " if options.compile
+                                                           else "HF eager generate, ") + hf_notes)
     pool.close_all()
     meter.close()
     return 0
