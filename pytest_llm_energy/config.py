@@ -57,6 +57,16 @@ def _confidence(text) -> float:
     return value
 
 
+def _run_noise(text) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a fraction such as 0.05 (5%), got {text!r}") from None
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise ValueError(f"expected a fraction in [0, 1) such as 0.05 (5%), got {text!r}")
+    return value
+
+
 def _positive_float(text) -> float:
     try:
         value = float(str(text).strip())
@@ -133,6 +143,8 @@ OPTIONS: tuple[Option, ...] = (
            "this many seconds (default: none)"),
     Option("warmup", _non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
     Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
+    Option("run_noise", _run_noise, 0.0, "run-to-run spread of a test's median that trials within one run "
+           "cannot show, as a fraction; widens the comparison (default: 0, trust the trials)"),
     Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
            "repeated inside one window (default: the meter's, 1 s on NVML)"),
     Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
@@ -183,6 +195,7 @@ _WORKLOAD_KEYWORDS: dict[str, Callable[[Any], Any]] = {
 MARKER_KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "tolerance": _fraction, "trials": _positive_int, "max_trials": _positive_int,
     "time_budget": _positive_float, "warmup": _non_negative_int, "confidence": _confidence,
+    "run_noise": _run_noise,
     "min_window": _positive_float, "strict": _flag, "model": _text, "backend": _backend,
     **_WORKLOAD_KEYWORDS, **_BACKEND_OPTION_KEYWORDS,
 }
@@ -198,6 +211,7 @@ class TestSettings:
     time_budget: float | None
     warmup: int
     confidence: float
+    run_noise: float
     strict: bool
     min_window: float | None
     model: str
@@ -241,6 +255,7 @@ def test_settings(options: Mapping[str, Any], marker_values: Mapping[str, Any], 
     return TestSettings(
         tolerance=merged["tolerance"], trials=trials, max_trials=max(max_trials, trials),
         time_budget=merged["time_budget"], warmup=merged["warmup"], confidence=merged["confidence"],
+        run_noise=merged["run_noise"],
         strict=merged["strict"], min_window=merged["min_window"],
         model=merged.get("model") or default_model, backend=merged["backend"],
         workload={k: v for k, v in marker_values.items() if k in _WORKLOAD_KEYWORDS},

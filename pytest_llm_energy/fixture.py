@@ -72,7 +72,8 @@ class EnergyFixture:
     def plan(self) -> TrialPlan:
         baseline = self._session.baseline_samples(self.nodeid)
         s = self.settings
-        return TrialPlan(s.warmup, s.trials, s.max_trials, s.time_budget, s.tolerance, s.confidence, baseline)
+        return TrialPlan(s.warmup, s.trials, s.max_trials, s.time_budget, s.tolerance, s.confidence, baseline,
+                         s.run_noise)
 
     # -- energy.measure() ------------------------------------------------------------------------------
     @contextlib.contextmanager

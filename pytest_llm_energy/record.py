@@ -55,7 +55,7 @@ def _median_latency(measurements: Sequence[Measurement]) -> dict:
 def build_record(
     *, nodeid: str, measurements: Sequence[Measurement], decision: Decision,
     baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None,
-    stack_changes: Sequence[Change], refused: str | None, meter: str, estimated: bool,
+    stack_changes: Sequence[Change], refused: str | None, meter: str, estimated: bool, run_noise: float = 0.0,
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
     compared = [m for m in measurements if not m.warmup]
@@ -79,6 +79,7 @@ def build_record(
         "too_noisy": decision.too_noisy,
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
+        "run_noise": run_noise,
         "reason": decision.reason,
         "refused": refused,
         "robust_cv": summary.robust_cv,

@@ -151,8 +151,10 @@ def _is_default(name: str, value) -> bool:
     default = _OPTION_DEFAULTS[name]
     if value == default:
         return True
-    # inf is written as null by the baseline store and as Infinity by plain json.dumps
-    return default is None and isinstance(value, float) and math.isinf(value)
+    # an infinite request rate is written as "inf" by BackendOptions.to_dict (strict JSON has no Infinity),
+    # as null by older baseline files and as Infinity by plain json.dumps
+    infinite = value == "inf" or (isinstance(value, float) and math.isinf(value))
+    return default is None and infinite
 
 
 def _plain(value) -> str:

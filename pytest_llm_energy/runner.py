@@ -30,6 +30,7 @@ class TrialPlan:
     tolerance: float
     confidence: float
     baseline: tuple[float, ...] | None
+    run_noise: float = 0.0
 
     @property
     def cap(self) -> int:
@@ -46,7 +47,7 @@ class TrialPlan:
             return False
         return not stats.should_stop(
             self.baseline, samples, self.tolerance, confidence=self.confidence,
-            min_trials=self.trials, max_trials=self.cap,
+            min_trials=self.trials, max_trials=self.cap, run_noise=self.run_noise,
         )
 
     def describe(self, done: int) -> str:

@@ -128,13 +128,14 @@ class EnergySession:
                 "compared. Record a baseline here with --energy-update-baselines, or compare anyway with "
                 "--energy-allow-hardware-change"
             )
-        decision = decide(baseline_samples, fixture.samples, settings.tolerance, confidence=settings.confidence)
+        decision = decide(baseline_samples, fixture.samples, settings.tolerance, confidence=settings.confidence,
+                          run_noise=settings.run_noise)
         return build_record(
             nodeid=nodeid, measurements=fixture.measurements, decision=decision,
             baseline_joules_per_token=entry.joules_per_token if entry else None,
             workload=fixture.workload.to_dict() if fixture.workload else None,
             backend=fixture.backend_description, stack_changes=changes, refused=refused,
-            meter=self.meter.name, estimated=self.meter.estimated,
+            meter=self.meter.name, estimated=self.meter.estimated, run_noise=settings.run_noise,
         )
 
     # -- the controller's end of the run ---------------------------------------------------------------------

@@ -74,6 +74,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.stats import mannwhitneyu, norm, ttest_ind
+from scipy.stats import t as student_t
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "new")
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE, NEW = VERDICTS
@@ -150,9 +151,18 @@ def decide(
     tolerance: float,
     *,
     confidence: float = DEFAULT_CONFIDENCE,
+    run_noise: float = 0.0,
 ) -> Decision:
-    """The verdict of `current` against `baseline` at `tolerance` (a fraction); see the module docstring."""
+    """The verdict of `current` against `baseline` at `tolerance` (a fraction); see the module docstring.
+
+    `run_noise` is the relative spread of a whole run's median from one run to the next that trials within
+    one run cannot show (a process-level state of the stack); it widens Welch's interval and the detectable
+    change. 0 trusts the trials alone.
+    """
     _check_settings(tolerance, confidence)
+    if isinstance(run_noise, bool) or not isinstance(run_noise, (int, float)) or not 0 <= run_noise < 1:
+        raise ValueError(f"run_noise must be a fraction in [0, 1) (0.05 means 5%), got {run_noise!r}")
+    run_log_sd = math.log1p(run_noise)
     current_values = _validated(current, "current")
     alpha = 1.0 - confidence
     log_current = np.log(current_values)
@@ -162,7 +172,7 @@ def decide(
         # What a same-size baseline with the same noise could detect: tells a new test whether it will be able
         # to guard its tolerance once its baseline is stored.
         sigma = _log_sigma(log_current)
-        detectable = _detectable(sigma, n_current, sigma, n_current, alpha)
+        detectable = _detectable(sigma, n_current, sigma, n_current, alpha, run_log_sd)
         too_noisy = detectable > tolerance
         median = float(np.median(current_values))
         spread = summarize(current_values).robust_cv
@@ -212,7 +222,7 @@ def decide(
         rank_interval = (float(differences[k - 1]), float(differences[differences.size - k]))
     else:
         rank_interval = (-math.inf, math.inf)
-    welch_p, welch_interval = _welch(log_current, log_baseline, confidence)
+    welch_p, welch_interval = _welch(log_current, log_baseline, confidence, run_log_sd)
     # Both tests must reject (an intersection-union test: still of level alpha). The rank test alone assumes
     # both sides have the same spread; on a GPU one run's trials can sit in one mode of a bimodal workload
     # and the next run's straddle both, and the rank test then calls noise a change. Welch's interval uses
@@ -226,7 +236,9 @@ def decide(
     else:
         ci_low = ci_high = None
 
-    detectable = _detectable(_log_sigma(log_baseline), n_baseline, _log_sigma(log_current), n_current, alpha)
+    detectable = _detectable(
+        _log_sigma(log_baseline), n_baseline, _log_sigma(log_current), n_current, alpha, run_log_sd
+    )
     too_noisy = detectable > tolerance
 
     ranks_rise = statistic > n_current * n_baseline / 2  # the direction the test saw
@@ -280,6 +292,7 @@ def should_stop(
     confidence: float = DEFAULT_CONFIDENCE,
     min_trials: int,
     max_trials: int,
+    run_noise: float = 0.0,
 ) -> bool:
     """Whether the runner can stop adding trials; afterwards it calls ``decide`` on the same samples.
 
@@ -306,9 +319,12 @@ def should_stop(
         return False
 
     if baseline is None or len(baseline) == 0:
-        return decide(None, current_values, tolerance, confidence=confidence).detectable <= tolerance
+        return (
+            decide(None, current_values, tolerance, confidence=confidence, run_noise=run_noise).detectable
+            <= tolerance
+        )
 
-    decision = decide(baseline, current_values, tolerance, confidence=confidence)
+    decision = decide(baseline, current_values, tolerance, confidence=confidence, run_noise=run_noise)
     band = math.log1p(tolerance)
     if (
         decision.ci_low is not None
@@ -319,7 +335,9 @@ def should_stop(
     if decision.verdict in (REGRESSED, IMPROVED):
         looks = max_trials - min_trials + 1
         early_alpha = (1.0 - confidence) / (2 * looks)
-        strict = decide(baseline, current_values, tolerance, confidence=1.0 - early_alpha)
+        strict = decide(
+            baseline, current_values, tolerance, confidence=1.0 - early_alpha, run_noise=run_noise
+        )
         return strict.verdict == decision.verdict
     return False
 
@@ -408,31 +426,47 @@ def _significance_possible(n_baseline: int, n_current: int, alpha: float) -> boo
 
 
 def _detectable(
-    sigma_baseline: float, n_baseline: int, sigma_current: float, n_current: int, alpha: float
+    sigma_baseline: float, n_baseline: int, sigma_current: float, n_current: int, alpha: float,
+    run_log_sd: float = 0.0,
 ) -> float:
     if not _significance_possible(n_baseline, n_current, alpha):
         return math.inf
-    standard_error = MEDIAN_VARIANCE_COST * math.sqrt(
-        sigma_baseline**2 / n_baseline + sigma_current**2 / n_current
+    standard_error = math.sqrt(
+        MEDIAN_VARIANCE_COST**2 * (sigma_baseline**2 / n_baseline + sigma_current**2 / n_current)
+        + 2 * run_log_sd**2
     )
     z_sum = _z_two_sided(alpha) + _z_two_sided(2 * (1 - DETECTION_POWER))
     return math.expm1(z_sum * standard_error)
 
 
-def _welch(log_current: np.ndarray, log_baseline: np.ndarray, confidence: float) -> tuple[float, tuple[float, float]]:
+def _welch(
+    log_current: np.ndarray, log_baseline: np.ndarray, confidence: float, run_log_sd: float = 0.0
+) -> tuple[float, tuple[float, float]]:
     """Welch's t-test on log samples: two-sided p and the interval of the log ratio of geometric means.
 
     With one sample on a side its variance is unknown: p is 1 and the interval unbounded. With no spread on
-    either side the difference is exact: p is 0 if the means differ (1 if not) and the interval a point.
+    either side (and no run noise) the difference is exact: p is 0 if the means differ (1 if not) and the
+    interval a point. Run noise adds a variance term of each side's run median that trials cannot shrink; it
+    counts as known, so it adds no degrees of freedom (Welch-Satterthwaite over the sample terms only).
     """
     if len(log_current) < 2 or len(log_baseline) < 2:
         return 1.0, (-math.inf, math.inf)
     difference = float(np.mean(log_current) - np.mean(log_baseline))
-    if np.ptp(log_current) == 0 and np.ptp(log_baseline) == 0:
-        return (0.0 if difference != 0 else 1.0), (difference, difference)
-    result = ttest_ind(log_current, log_baseline, equal_var=False)
-    interval = result.confidence_interval(confidence_level=confidence)
-    return float(result.pvalue), (float(interval.low), float(interval.high))
+    if run_log_sd == 0:
+        if np.ptp(log_current) == 0 and np.ptp(log_baseline) == 0:
+            return (0.0 if difference != 0 else 1.0), (difference, difference)
+        result = ttest_ind(log_current, log_baseline, equal_var=False)
+        interval = result.confidence_interval(confidence_level=confidence)
+        return float(result.pvalue), (float(interval.low), float(interval.high))
+    var_current = float(np.var(log_current, ddof=1)) / len(log_current)
+    var_baseline = float(np.var(log_baseline, ddof=1)) / len(log_baseline)
+    sample_terms = var_current**2 / (len(log_current) - 1) + var_baseline**2 / (len(log_baseline) - 1)
+    variance = var_current + var_baseline + 2 * run_log_sd**2
+    dof = variance**2 / sample_terms if sample_terms > 0 else math.inf
+    standard_error = math.sqrt(variance)
+    p_value = float(2 * student_t.sf(abs(difference) / standard_error, dof))
+    half_width = float(student_t.isf((1 - confidence) / 2, dof)) * standard_error
+    return p_value, (difference - half_width, difference + half_width)
 
 
 def _log_sigma(log_values: np.ndarray) -> float:

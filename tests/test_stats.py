@@ -526,3 +526,21 @@ def test_a_noisier_side_is_not_called_a_change(baseline, current):
     decision = decide(baseline, current, TOLERANCE)
     assert decision.rank_p_value < 0.01  # the rank test alone rejects
     assert decision.verdict not in ("regressed", "improved"), decision.reason
+
+
+def test_run_noise_widens_the_interval_for_what_trials_cannot_show():
+    # Sampling decoding, batch 8, HF eager on an H200: two runs a few minutes apart, each run's trials tight.
+    baseline = [0.2325, 0.2469, 0.2346, 0.2728, 0.2471]
+    current = [0.2036, 0.2005, 0.2119, 0.2051, 0.2156]
+    assert decide(baseline, current, TOLERANCE).verdict == "improved"
+    relaxed = decide(baseline, current, TOLERANCE, run_noise=0.08)
+    assert relaxed.verdict == "inconclusive"
+    assert relaxed.ci_low < decide(baseline, current, TOLERANCE).ci_low
+    assert relaxed.detectable > decide(baseline, current, TOLERANCE).detectable
+    # A change far beyond the run noise is still caught.
+    assert decide(baseline, [x * 1.6 for x in baseline], TOLERANCE, run_noise=0.08).verdict == "regressed"
+
+
+def test_run_noise_must_be_a_fraction():
+    with pytest.raises(ValueError, match="run_noise"):
+        decide([1.0, 1.1], [1.0, 1.1], TOLERANCE, run_noise=1.5)
