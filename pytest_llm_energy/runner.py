@@ -17,6 +17,7 @@ from .workload import Workload
 
 ADAPTIVE_CAP = 1000  # a time budget without --energy-max-trials still stops somewhere
 COOLDOWN_LIMIT_S = 60.0
+WINDOW_MARGIN = 1.1  # plan windows 10% over the minimum, so run-time jitter rarely makes one short
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,15 @@ class WorkloadRunner:
         if key not in self._seconds_per_run:
             for i in range(plan.warmup):
                 self.progress(f"{label} warm-up {i + 1}/{plan.warmup}")
-                measurement = self._window(backend, prepared, workload, 1, warmup=True)
-                record(measurement)
-                self._seconds_per_run[key] = measurement.seconds
+                record(self._window(backend, prepared, workload, 1, warmup=True))
+            if plan.warmup:
+                # A warm-up run is slower than a warm one (the first of a shape cost 3-5x on an H200), so
+                # the window length is planned from one more, unmeasured, run.
+                started = time.perf_counter()
+                self._check(backend, workload, backend.generate(prepared))
+                self._seconds_per_run[key] = time.perf_counter() - started
         seconds_per_run = self._seconds_per_run.get(key)
-        repeats = max(1, math.ceil(min_window / seconds_per_run)) if seconds_per_run else 1
+        repeats = max(1, math.ceil(min_window * WINDOW_MARGIN / seconds_per_run)) if seconds_per_run else 1
         samples: list[float] = []
         started = time.perf_counter()
         while plan.wants_more(samples, time.perf_counter() - started):
@@ -165,7 +170,7 @@ class WorkloadRunner:
             per_run = measurement.seconds / repeats
             self._seconds_per_run[key] = per_run
             if measurement.seconds < min_window:  # the warm-up run was slower than a warm one
-                repeats = max(repeats + 1, math.ceil(min_window * 1.1 / per_run))
+                repeats = max(repeats + 1, math.ceil(min_window * WINDOW_MARGIN / per_run))
 
     def _run_online(self, backend: Backend, workload: Workload, plan: TrialPlan,
                     record: Callable[[Measurement], None], label: str, min_window: float) -> None:

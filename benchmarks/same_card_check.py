@@ -1,0 +1,62 @@
+"""Same code, same card, separate runs: every bin must come out unchanged or inconclusive, never a change.
+
+Reads the JSON reports of the run that recorded the baselines and of later runs of the same suites on the same
+card, and judges each later run's samples against the recorded ones with the plugin's decision rule and the
+run-to-run noise the suites declare (suites/conftest.py `run_noise_for`, 8% for the decoding suite).
+The runs were made before the rule's last change (Welch's test beside the rank test, and the run-noise floor),
+so their own verdicts are printed too. Reproduce:
+
+    python benchmarks/same_card_check.py benchmarks/results/h200/suites_record.json \
+        benchmarks/results/h200/suites_check.json benchmarks/results/h200/suites_recheck.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from pytest_llm_energy.stats import decide
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+DECODING_RUN_NOISE = 0.08  # suites/test_decoding.py
+
+
+def suite_run_noise():
+    spec = importlib.util.spec_from_file_location("suites_conftest", SUITES / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run_noise_for
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("record", type=Path, help="JSON report of the run that recorded the baselines")
+    parser.add_argument("later", type=Path, nargs="+", help="JSON reports of later runs of the same suites")
+    parser.add_argument("--tolerance", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    run_noise_for = suite_run_noise()
+    recorded = {r["nodeid"]: r for r in json.loads(args.record.read_text())["results"]}
+    rows, changes = [], 0
+    for run, path in enumerate(args.later, start=2):
+        for result in sorted(json.loads(path.read_text())["results"], key=lambda r: r["nodeid"]):
+            baseline = recorded[result["nodeid"]]
+            noise = (DECODING_RUN_NOISE if "test_decoding" in result["nodeid"]
+                     else run_noise_for(result["workload"]["batch_size"]))
+            decision = decide(baseline["samples"], result["samples"], args.tolerance, run_noise=noise)
+            changes += decision.verdict in ("regressed", "improved")
+            rows.append([run, result["nodeid"].split("::", 1)[1], f"{decision.delta:+.1%}",
+                         f"{decision.ci_low - 1:+.1%}..{decision.ci_high - 1:+.1%}", f"{noise:.0%}",
+                         decision.verdict, result["verdict"]])
+    print(tabulate(rows, headers=["run", "test", "delta", "99% CI", "run noise", "verdict now",
+                                  "verdict then"], tablefmt="github"))
+    print(f"\n{len(rows)} comparisons, {changes} called a change")
+    return 1 if changes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
