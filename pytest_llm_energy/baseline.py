@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def clean_for_json(value):
     return value
 
 
+_FIX_ENTRY = "fix that entry, delete it, or restore the file from git"
+
+
 def _validate_entry(path: Path, nodeid: str, entry) -> BaselineEntry:
     where = f"{path}: entry {nodeid!r}"
     if not isinstance(entry, Mapping):
@@ -88,17 +92,41 @@ def _validate_entry(path: Path, nodeid: str, entry) -> BaselineEntry:
     value = entry.get("joules_per_token")
     samples = entry.get("samples")
     if not _positive(value):
-        raise BaselineError(f"{where}: joules_per_token must be a positive number, got {value!r}")
+        raise BaselineError(
+            f"{where}: joules_per_token must be a positive number, got {_shown(value)}; {_FIX_ENTRY}"
+        )
     if not isinstance(samples, list) or not samples or not all(_positive(s) for s in samples):
-        raise BaselineError(f"{where}: samples must be a non-empty list of positive numbers")
+        raise BaselineError(f"{where}: samples must be a non-empty list of positive numbers; {_FIX_ENTRY}")
+    fingerprint = entry.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, Mapping):  # compared with every run's stack
+        raise BaselineError(
+            f"{where}: fingerprint must be an object, got {type(fingerprint).__name__}; {_FIX_ENTRY}"
+        )
     return BaselineEntry(nodeid, path, float(value), tuple(float(s) for s in samples), entry)
 
 
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "..."
+
+
 def _positive(value) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value) and value > 0
-    )
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # an integer of hundreds of digits is no energy reading
+        return False
+
+
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    # Python reads NaN and Infinity, but this store writes strict JSON: a file it could not write back
+    # would stop the next update of any test in it.
+    raise _NotStrictJson(name)
 
 
 def read_file(path: Path) -> dict[str, BaselineEntry]:
@@ -108,31 +136,48 @@ def read_file(path: Path) -> dict[str, BaselineEntry]:
     except UnicodeDecodeError:
         raise BaselineError(f"{path}: not UTF-8 text; restore it from git or delete it") from None
     except OSError as error:
-        raise BaselineError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise BaselineError(
+            f"{path}: cannot read ({error.strerror or error}); make it a readable file or move it away"
+        ) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise BaselineError(
             f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             "restore it from git or delete it"
         ) from None
+    except _NotStrictJson as error:
+        raise BaselineError(
+            f"{path}: {error} is not valid JSON (strict JSON has no NaN or Infinity); write null instead, "
+            "or restore it from git"
+        ) from None
     except RecursionError:
         raise BaselineError(f"{path}: JSON nested too deeply; restore it from git or delete it") from None
+    except ValueError:  # an integer literal longer than Python converts (4300 digits)
+        raise BaselineError(
+            f"{path}: JSON holds a number too long to read; restore it from git or delete it"
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise BaselineError(f"{path}: not a pytest-llm-energy baseline (missing \"schema\": \"{SCHEMA}\")")
+        raise BaselineError(f"{path}: not a pytest-llm-energy baseline (missing \"schema\": \"{SCHEMA}\"); "
+                            "move it out of the baselines folder or restore it from git")
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise BaselineError(f"{path}: schema_version must be an integer, got {version!r}")
+        raise BaselineError(
+            f"{path}: schema_version must be an integer, got {_shown(version)}; "
+            "restore it from git or delete it"
+        )
     if version > SCHEMA_VERSION:
         raise BaselineError(
             f"{path}: written by a newer pytest-llm-energy (schema {version}; this one reads "
             f"{SCHEMA_VERSION}); upgrade the plugin"
         )
     if version < 1:
-        raise BaselineError(f"{path}: unknown schema_version {version}")
+        raise BaselineError(f"{path}: unknown schema_version {version}; restore it from git or delete it")
     entries = data.get("entries")
     if not isinstance(entries, dict):
-        raise BaselineError(f"{path}: \"entries\" must be an object of test id -> result")
+        raise BaselineError(
+            f"{path}: \"entries\" must be an object of test id -> result; restore it from git or delete it"
+        )
     return {nodeid: _validate_entry(path, nodeid, entry) for nodeid, entry in entries.items()}
 
 
@@ -163,11 +208,23 @@ def _folder_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _mode_for(path: Path) -> int:
+    """The permissions a replaced file keeps; a new file gets what open() would give it under the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            # mkstemp makes the file 0600: a shared baseline would become unreadable to the rest of the team.
+            os.chmod(temp, _mode_for(path))
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -71,6 +71,9 @@ def _check_baselines_folder(config: pytest.Config, session: EnergySession) -> No
         return
     if not os.access(root, os.R_OK | os.X_OK):
         raise EnergyUsageError(f"--energy-baselines: {root} is not readable")
+    folder = session.store.folder
+    if folder.exists() and not folder.is_dir():  # else its baselines are silently absent, and writing fails
+        raise EnergyUsageError(f"--energy-baselines: {folder} is not a folder; move that file away")
     session.store.check()
 
 
@@ -250,8 +253,23 @@ def _would_repeat(fixture: EnergyFixture) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """After a body that passed: compare with the baseline, and fail the test if energy regressed."""
-    result = yield
+    """After a body that passed: compare with the baseline, and fail the test if energy regressed.
+
+    A body that raised one of the plugin's errors fails with its one line.
+    """
+    try:
+        result = yield
+    except EnergyError as error:
+        # Asked for the traceback; or xfail(raises=BackendError), which must see the error's own type.
+        if _wants_traceback(item.config) or item.get_closest_marker("xfail"):
+            raise
+        raised = str(error)
+    else:
+        raised = None
+    if raised is not None:
+        # Raised on purpose in the body (an unknown model, a backend out of memory, NVML failing): the
+        # message says what and what to do; a traceback, or its chain of causes, would only bury it.
+        pytest.fail(raised, pytrace=False)
     fixture = item.stash.get(FIXTURE_KEY, None)
     session = item.config.stash.get(SESSION_KEY, None)
     if fixture is None or session is None:
@@ -278,6 +296,11 @@ def pytest_runtest_call(item: pytest.Item):
         reason = f"energy verdict {verdict!r} fails under --energy-strict"
         pytest.fail(failure_message(record, strict_reason=reason), pytrace=False)
     return result
+
+
+def _wants_traceback(config: pytest.Config) -> bool:
+    """--tb=long, --tb=native or --full-trace: show the traceback behind an energy error as well."""
+    return config.getoption("fulltrace", False) or config.getoption("tbstyle", "auto") in ("long", "native")
 
 
 def _attach_properties(item: pytest.Item, record: dict) -> None:
@@ -332,15 +355,21 @@ class ControllerHooks:
 
 @contextlib.contextmanager
 def _sigint_deferred():
-    """Hold Ctrl-C while baseline files are replaced, so a run never stops between two files."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
+    """Hold Ctrl-C while baseline files are replaced, so a run never stops between two files.
+
+    Yields a list that holds the signal if one came. A handler, not a signal mask: numpy and torch start
+    threads, the kernel hands a SIGINT blocked in this thread to one of them, and Python then raises
+    KeyboardInterrupt in this thread all the same.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield held  # only the main thread may set a handler; None: one set outside Python, left alone
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
-        yield
+        yield held
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -353,8 +382,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     energy_session.interrupted = interrupted
     if energy_session.update and not interrupted:
-        with _sigint_deferred():
+        with _sigint_deferred() as held:
             energy_session.write_baselines()
+        if held:  # the files are complete; now stop as Ctrl-C asked
+            energy_session.interrupted = True
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
     options = energy_session.options
     if energy_session.records or options["json"] or options["md"]:  # a file asked for is always written
         _write_reports(session.config, energy_session)
@@ -418,6 +450,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for written in session.written:
             tr.write_line(f"baselines written: {written.path} (+{len(written.added)} new, "
                           f"{len(written.updated)} updated)", green=True)
+        if session.interrupted:
+            tr.write_line("interrupted while baselines were written: held until every file was complete",
+                          red=True)
     elif session.update and session.interrupted:
         tr.write_line("baselines NOT written: the run was interrupted", red=True)
     elif not session.update and any(r["verdict"] in ("new", "improved") for r in records):

@@ -166,6 +166,9 @@ class EnergySession:
             self.written = self.store.write(entries)
         except EnergyError as error:
             self.write_error = str(error)
+        except OSError as error:  # a full disk, no permission: said in the summary, never an INTERNALERROR
+            self.write_error = (f"could not write baselines ({error}); files already replaced are complete, "
+                                "the others are unchanged")
         except KeyboardInterrupt:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise

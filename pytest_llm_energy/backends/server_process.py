@@ -64,6 +64,11 @@ class ServerProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has ended (negative: the signal that ended it)."""
+        return self._process.poll() if self._process is not None else None
+
     def start(self) -> None:
         log_dir = Path(tempfile.mkdtemp(prefix="llm-energy-server-"))
         self.log_path = log_dir / f"{self.name}.log"

@@ -123,7 +123,7 @@ class VLLMServerBackend(Backend):
         """All requests of the batch at once; returns when every token has streamed back."""
         workload = prepared.workload
         spec = LoadSpec(max_concurrency=workload.batch_size, seed=workload.seed)
-        run = _run_async(run_load(self._require_url(), prepared.request, prepared.prompts, spec))
+        run = self._served(run_load(self._require_url(), prepared.request, prepared.prompts, spec))
         tokens = tuple(record.output_tokens for record in run.records)
         return Generation(output_tokens=sum(tokens), input_tokens=workload.total_input_tokens,
                           requests=len(tokens), tokens_per_request=tokens, latency=run.latency())
@@ -137,7 +137,7 @@ class VLLMServerBackend(Backend):
         count = self._requests_needed.get(key, max(spec.max_concurrency * REQUESTS_PER_SLOT, 2))
         for attempt in range(1, MAX_ATTEMPTS + 1):
             prompts = dataclasses.replace(workload, batch_size=count).prompt_token_ids(self.model.vocab_size)
-            reading, run, (begin, end) = _run_async(
+            reading, run, (begin, end) = self._served(
                 run_metered_load(self._require_url(), request, prompts, spec, meter))
             window = end - begin
             if window >= min_window_s or attempt == MAX_ATTEMPTS or count >= MAX_REQUESTS:
@@ -181,6 +181,17 @@ class VLLMServerBackend(Backend):
         description.update(engine={k: v for k, v in self._arguments.items() if k != "model"},
                            versions={"vllm": vllm_version()})
         return description
+
+    def _served(self, coroutine):
+        """Run a load; if the server died under it, say that, whatever the load or the meter raised first."""
+        try:
+            return _run_async(coroutine)
+        except Exception as error:
+            server = self._server
+            if server is not None and not server.running:
+                raise BackendError(f"vllm-server died during the run (exit code {server.exit_code}); "
+                                   f"log: {server.log_path}") from error
+            raise
 
     def _require_url(self) -> str:
         if self._server is None or not self._server.running:

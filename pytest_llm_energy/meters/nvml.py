@@ -149,16 +149,20 @@ class _PowerIntegrator:
         self._period_s = period_s
         self._stop = threading.Event()
         self.joules = [0.0] * len(read_watts())
+        self.error: MeterError | None = None  # NVML failed in the window: its joules are missing a part
         self._thread = threading.Thread(target=self._run, name="energy-power-integrator", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        last_at, last = time.perf_counter(), self._read_watts()
-        while not self._stop.wait(self._period_s):
-            now, watts = time.perf_counter(), self._read_watts()
-            for i, (a, b) in enumerate(zip(last, watts, strict=True)):
-                self.joules[i] += (a + b) / 2 * (now - last_at)
-            last_at, last = now, watts
+        try:
+            last_at, last = time.perf_counter(), self._read_watts()
+            while not self._stop.wait(self._period_s):
+                now, watts = time.perf_counter(), self._read_watts()
+                for i, (a, b) in enumerate(zip(last, watts, strict=True)):
+                    self.joules[i] += (a + b) / 2 * (now - last_at)
+                last_at, last = now, watts
+        except MeterError as error:  # kept for end(): a thread's exception would only be printed
+            self.error = error
 
     def stop(self) -> list[float]:
         self._stop.set()
@@ -299,6 +303,8 @@ class NvmlMeter(Meter):
         seconds = end_at - start.at
         end_watts = self._all_watts()
         integrated = start.integrator.stop() if start.integrator else None
+        if start.integrator is not None and start.integrator.error is not None:
+            raise MeterError(f"{start.integrator.error}; the window's energy is incomplete") from None
         flags: list[str] = []
         notes: list[str] = []
         per_device = []
