@@ -166,7 +166,9 @@ def test_metered_once_around_benchmark(benchmark, energy):
 def test_benchmark_json_carries_the_energy_result(pytester):
     pytest.importorskip("pytest_benchmark")
     pytester.makepyfile(test_bench=BENCHMARKED)
-    result = pytester.runpytest(
+    # A fresh process: in-process, plugins imported by earlier runs raise assertion-rewrite warnings that
+    # `-W error` would turn into errors unrelated to this plugin.
+    result = pytester.runpytest_subprocess(
         *ARGS, "--benchmark-json=bench.json", "--energy-json=r.json", "-W", "error::pytest.PytestWarning"
     )
     result.assert_outcomes(passed=1, failed=1)

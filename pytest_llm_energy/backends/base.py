@@ -48,6 +48,25 @@ class Generation:
     latency: dict = field(default_factory=dict)  # e.g. {"ttft_s_median": ..., "itl_s_median": ...}
 
 
+def exact_generation(backend: str, workload: Workload, tokens_per_request: tuple[int, ...],
+                     input_tokens: int) -> Generation:
+    """The Generation of an offline batch, after checking every request yielded exactly the asked tokens.
+
+    J per output token is comparable across runs and backends only when each request produced exactly
+    `workload.output_tokens`; anything else is a BackendError naming the counts.
+    """
+    from ..errors import BackendError
+
+    expected = workload.output_tokens
+    if len(tokens_per_request) != workload.batch_size or any(n != expected for n in tokens_per_request):
+        raise BackendError(
+            f"{backend} returned {list(tokens_per_request)} new tokens per request for {workload.label}; "
+            f"expected {workload.batch_size} requests of exactly {expected}"
+        )
+    return Generation(output_tokens=sum(tokens_per_request), input_tokens=input_tokens,
+                      requests=len(tokens_per_request), tokens_per_request=tuple(tokens_per_request))
+
+
 class Backend(ABC):
     """One loaded model on one backend. Loading happens in `load`, never inside a measured window."""
 

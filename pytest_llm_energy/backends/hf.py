@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, EnergyUsageError
-from .base import Backend, BackendOptions, Generation
+from .base import Backend, BackendOptions, Generation, exact_generation
 from .placement import free_device_memory, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -200,14 +200,7 @@ class HFBackend(Backend):
         if self._device == "cuda":
             torch.cuda.synchronize()
         tokens_per_request = self._count_new_tokens(output, prepared.input_ids.shape[1])
-        expected = workload.output_tokens
-        if len(tokens_per_request) != workload.batch_size or any(n != expected for n in tokens_per_request):
-            raise BackendError(
-                f"hf generate returned {list(tokens_per_request)} new tokens per request for {workload.label}; "
-                f"expected {workload.batch_size} requests of exactly {expected}"
-            )
-        return Generation(output_tokens=sum(tokens_per_request), input_tokens=prepared.input_tokens,
-                          requests=len(tokens_per_request), tokens_per_request=tokens_per_request)
+        return exact_generation("hf generate", workload, tokens_per_request, prepared.input_tokens)
 
     def _count_new_tokens(self, output, prompt_length: int) -> tuple[int, ...]:
         """New tokens per returned sequence, up to and including a first EOS (after it is only padding)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, EnergyUsageError
-from .base import Backend, BackendOptions, Generation
+from .base import Backend, BackendOptions, Generation, exact_generation
 from .placement import free_device_memory, resolve_device
 from .vllm_common import LOAD_OPTIONS, engine_arguments, vllm_environment, vllm_version
 
@@ -102,14 +102,7 @@ class VLLMBackend(Backend):
         else:
             outputs = llm.generate(prepared.prompts, prepared.params, use_tqdm=False)
             tokens_per_request = tuple(len(output.outputs[0].token_ids) for output in outputs)
-        expected = workload.output_tokens
-        if len(tokens_per_request) != workload.batch_size or any(n != expected for n in tokens_per_request):
-            raise BackendError(
-                f"vllm returned {list(tokens_per_request)} tokens per request for {workload.label}; expected "
-                f"{workload.batch_size} requests of exactly {expected}"
-            )
-        return Generation(output_tokens=sum(tokens_per_request), input_tokens=workload.total_input_tokens,
-                          requests=len(tokens_per_request), tokens_per_request=tokens_per_request)
+        return exact_generation("vllm", workload, tokens_per_request, workload.total_input_tokens)
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
