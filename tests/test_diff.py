@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -360,9 +361,15 @@ def test_diff_command_against_git(repo, capsys, monkeypatch):
     assert code == 2 and "'nope' is not a commit" in err
 
 
+def _installed_command() -> str:
+    """The console script beside this interpreter: the venv need not be on PATH."""
+    beside = Path(sys.executable).parent / "llm-energy"
+    return str(beside) if beside.exists() else shutil.which("llm-energy") or "llm-energy"
+
+
 def test_the_installed_command_runs_diff(repo):
     done = subprocess.run(
-        [shutil.which("llm-energy") or "llm-energy", "diff", "--git", "HEAD", "--format", "markdown"],
+        [_installed_command(), "diff", "--git", "HEAD", "--format", "markdown"],
         cwd=repo,
         capture_output=True,
         text=True,

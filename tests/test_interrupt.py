@@ -42,7 +42,7 @@ def test_sigint_during_update_changes_no_baseline(pytester):
         time.sleep(0.2)
     time.sleep(1.0)  # inside test_slow's sleep, after test_fast passed and its result was collected
     process.send_signal(signal.SIGINT)
-    assert process.wait(30) == pytest.ExitCode.INTERRUPTED
+    assert process.wait(90) == pytest.ExitCode.INTERRUPTED  # generous: a loaded 2-core CI machine
     assert (folder / "test_int.json").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["test_int.json"]  # no temporary left behind
     assert b"baselines NOT written: the run was interrupted" in (pytester.path / "out.txt").read_bytes()
