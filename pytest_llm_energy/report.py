@@ -99,7 +99,7 @@ def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
         ["baseline J/token (median)", joules(record.get("baseline_joules_per_token"))],
         ["delta", percent(record.get("delta"))],
         [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
-        ["p-value (Mann-Whitney)", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
+        ["p-value (larger of rank and Welch)", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
         ["tolerance", f"{record['tolerance']:.0%}"],
         ["run-to-run noise assumed", f"{record.get('run_noise') or 0:.0%}"],
         ["detectable change", f"{record['detectable']:.1%}" if _finite(record.get("detectable")) else "none"],
