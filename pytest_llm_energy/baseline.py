@@ -71,14 +71,19 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def clean_for_json(value):
-    """Round floats, turn inf/nan into None, tuples into lists: what goes to a baseline is plain JSON."""
+def clean_for_json(value, *, round_floats: bool = True):
+    """Plain strict JSON: inf/nan become None, tuples lists, keys strings.
+
+    Baselines round floats to six significant digits (readable diffs); reports keep full precision.
+    """
     if isinstance(value, float):
-        return _round(value) if math.isfinite(value) else None
+        if not math.isfinite(value):
+            return None
+        return _round(value) if round_floats else value
     if isinstance(value, Mapping):
-        return {str(k): clean_for_json(v) for k, v in value.items()}
+        return {str(k): clean_for_json(v, round_floats=round_floats) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean_for_json(v) for v in value]
+        return [clean_for_json(v, round_floats=round_floats) for v in value]
     return value
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EnergyError, EnergyUsageError
+from .report import clean_json
 
 PROG = "llm-energy"
 # Modules whose import registers more subcommands (e.g. "pytest_llm_energy.diff_command").
@@ -111,16 +112,7 @@ def _tabulate(rows: list[list], headers: list[str]) -> str:
 
 
 def _print_json(document) -> None:
-    def plain(value):  # JSON has no NaN/inf: write null
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {key: plain(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(item) for item in value]
-        return value
-
-    print(json.dumps(plain(document), indent=2, allow_nan=False))
+    print(json.dumps(clean_json(document), indent=2, allow_nan=False))  # JSON has no NaN/inf: null
 
 
 # --- bins -----------------------------------------------------------------------------------------------

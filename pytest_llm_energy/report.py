@@ -122,14 +122,8 @@ def write_json(path: Path, document: dict) -> None:
 
 
 def clean_json(document):
-    """Like clean_for_json but without rounding: reports keep full precision."""
-    if isinstance(document, float):
-        return document if math.isfinite(document) else None
-    if isinstance(document, dict):
-        return {str(k): clean_json(v) for k, v in document.items()}
-    if isinstance(document, (list, tuple)):
-        return [clean_json(v) for v in document]
-    return document
+    """A report as strict JSON with full precision (baselines round; reports do not)."""
+    return clean_for_json(document, round_floats=False)
 
 
 # Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the
