@@ -10,59 +10,21 @@ J per output token (energy of one request = J/token x the bin's output tokens):
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from pytest_llm_energy.advise import advise
-from pytest_llm_energy.backends.base import BackendOptions
-from pytest_llm_energy.baseline import clean_for_json
 from pytest_llm_energy.binning import Bin, bin_table
 from pytest_llm_energy.errors import EnergyUsageError
 from pytest_llm_energy.results import load_many
+
+from .report_builders import measured_result, write_report
 
 TRACE_ROWS = [(100, 10)] * 6 + [(300, 50)] * 3 + [(200, 12), (9000, 5), (10, 600)]
 S1, S2, S3 = "hf/tiny-llama/bf16/b1/greedy", "hf/tiny-llama/bf16/b8/greedy", "vllm/tiny-llama/bf16/b8/greedy"
 
 
-def result(input_tokens, output_tokens, batch_size, joules_per_token, backend):
-    return {
-        "nodeid": f"suites/test_x.py::test[{backend}-in{input_tokens}-out{output_tokens}-b{batch_size}]",
-        "joules_per_token": joules_per_token,
-        "samples": [joules_per_token],
-        "baseline_joules_per_token": None,
-        "delta": None,
-        "verdict": "new",
-        "workload": {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "batch_size": batch_size,
-            "decoding": {"kind": "greedy", "temperature": 1.0, "top_p": 1.0, "num_beams": 1},
-            "seed": 0,
-        },
-        "backend": {
-            "backend": backend,
-            "model": {"name": "tiny-llama"},
-            "options": clean_for_json(BackendOptions().to_dict()),
-        },
-    }
-
-
-def write_report(path, results, gpu="h100"):
-    path.write_text(
-        json.dumps(
-            {
-                "schema": "pytest-llm-energy/report",
-                "schema_version": 1,
-                "gpu": gpu,
-                "meter": "nvml",
-                "estimated": False,
-                "results": results,
-            }
-        ),
-        encoding="utf-8",
-    )
-    return path
+def result(input_tokens, output_tokens, batch_size, joules_per_token, backend="hf"):
+    return measured_result(input_tokens, output_tokens, batch_size, joules_per_token, backend, model="tiny-llama")
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.backends.base import BackendOptions
-from pytest_llm_energy.baseline import clean_for_json
 from pytest_llm_energy.cli import SUBCOMMANDS, main
 
+from .report_builders import measured_result, write_report
 from .test_binning import AZURE_CODE_COUNTS, AZURE_CONV_COUNTS, AZURE_TOTALS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,43 +120,7 @@ def test_registry_holds_one_function_per_subcommand():
 
 
 def result(input_tokens, output_tokens, batch_size, joules_per_token, backend="hf"):
-    return {
-        "nodeid": f"suites/test_x.py::test[{backend}-in{input_tokens}-out{output_tokens}-b{batch_size}]",
-        "joules_per_token": joules_per_token,
-        "samples": [joules_per_token],
-        "baseline_joules_per_token": None,
-        "delta": None,
-        "verdict": "new",
-        "workload": {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "batch_size": batch_size,
-            "decoding": {"kind": "greedy", "temperature": 1.0, "top_p": 1.0, "num_beams": 1},
-            "seed": 0,
-        },
-        "backend": {
-            "backend": backend,
-            "model": {"name": "no-such-model"},
-            "options": clean_for_json(BackendOptions().to_dict()),
-        },
-    }
-
-
-def write_report(path: Path, results: list, gpu: str = "h100") -> str:
-    path.write_text(
-        json.dumps(
-            {
-                "schema": "pytest-llm-energy/report",
-                "schema_version": 1,
-                "gpu": gpu,
-                "meter": "nvml",
-                "estimated": False,
-                "results": results,
-            }
-        ),
-        encoding="utf-8",
-    )
-    return str(path)
+    return measured_result(input_tokens, output_tokens, batch_size, joules_per_token, backend, model="no-such-model")
 
 
 @pytest.fixture
