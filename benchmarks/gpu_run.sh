@@ -7,8 +7,14 @@
 #   benchmarks/gpu_run.sh OUT_DIR record check                # suites: record baselines, then compare a rerun
 #   benchmarks/gpu_run.sh OUT_DIR xdist                       # two GPUs: one per xdist worker
 #
-# Every step writes into OUT_DIR (logs, JSON reports); `record` writes the baselines into OUT_DIR/baselines,
-# and `check` compares a second run against them. The plugin is installed offline (no network there).
+# Every step writes into OUT_DIR (logs, JSON reports); `record` writes the baselines into OUT_DIR/baselines
+# (or $BASELINES), and `check` compares a second run against them. $SUITES picks the suite files of
+# record/check (default: suites/). On a two-GPU runner, two halves can run at once, one per GPU, into one
+# baselines folder (the store locks and merges), each half on the same GPU in record and check:
+#   CUDA_VISIBLE_DEVICES=0 SUITES=suites/test_chat.py BASELINES=B benchmarks/gpu_run.sh OUT0 record &
+#   CUDA_VISIBLE_DEVICES=1 SUITES="suites/test_code.py suites/test_decoding.py" BASELINES=B \
+#       benchmarks/gpu_run.sh OUT1 record
+# The plugin is installed offline (no network there).
 set -uo pipefail
 out=$1; shift
 mkdir -p "$out"
@@ -18,6 +24,8 @@ nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gp
     >"$out/gpus.csv"
 scratch=$(mktemp -d)  # benchmark baselines go nowhere that is committed
 suite_args=(--energy-gpu=auto -p no:cacheprovider --suite-batch-sizes=8,32)
+read -r -a suites <<<"${SUITES:-suites/}"
+baselines=${BASELINES:-$out/baselines}
 status=0
 
 for step in "$@"; do
@@ -40,15 +48,21 @@ for step in "$@"; do
     samples)
       python3 benchmarks/collect_samples.py --out "$out/samples.json" --trials 12 2>&1 | tee "$out/samples.log" ;;
     record)
-      python3 -m pytest suites/ "${suite_args[@]}" --energy-baselines="$out/baselines" --energy-update-baselines \
+      python3 -m pytest "${suites[@]}" "${suite_args[@]}" --energy-baselines="$baselines" --energy-update-baselines \
           --energy-json="$out/record.json" --energy-md="$out/record.md" --energy-plots="$out/plots" \
           2>&1 | tee "$out/record.log" ;;
     check)
-      python3 -m pytest suites/ "${suite_args[@]}" --energy-baselines="$out/baselines" \
+      python3 -m pytest "${suites[@]}" "${suite_args[@]}" --energy-baselines="$baselines" \
           --energy-json="$out/check.json" --energy-md="$out/check.md" 2>&1 | tee "$out/check.log" ;;
     xdist)
-      python3 -m pytest suites/test_chat.py suites/test_code.py "${suite_args[@]}" -n 2 --energy-baselines="$scratch" \
-          --energy-update-baselines --energy-json="$out/xdist.json" 2>&1 | tee "$out/xdist.log" ;;
+      python3 -m pytest tests/test_gpu_meter.py -p no:cacheprovider -q -s 2>&1 | tee "$out/gpu_tests.log"
+      python3 benchmarks/xdist_check.py counters >"$out/counters_before.json"
+      python3 -m pytest suites/test_code.py suites/test_decoding.py "${suite_args[@]}" -n 2 \
+          --energy-baselines="$scratch" --energy-update-baselines --energy-json="$out/xdist.json" 2>&1 \
+          | tee "$out/xdist.log"
+      python3 benchmarks/xdist_check.py counters >"$out/counters_after.json"
+      python3 benchmarks/xdist_check.py table "$out/xdist.json" "$out/counters_before.json" \
+          "$out/counters_after.json" | tee "$out/xdist_table.md" ;;
     *) echo "unknown step $step" >&2; status=2 ;;
   esac
   [ "${PIPESTATUS[0]:-0}" -eq 0 ] || status=1

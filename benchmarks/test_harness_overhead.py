@@ -20,9 +20,11 @@ import pytest
 from pytest_llm_energy import Workload
 from pytest_llm_energy.runner import sync_cuda
 
-ROUNDS = 10
-# Batch 32: GPU-bound, so its own spread (~3%) does not drown a 1% difference as batch 8's (~15%) does.
-WORKLOAD = Workload(256, 128, 32)
+ROUNDS = int(os.environ.get("OVERHEAD_ROUNDS", "10"))
+# Batch 32 by default: on HF eager, batch 8's spread (~15%) drowns a 1% difference. OVERHEAD_COMPILE=1 runs
+# generate's compiled decode (CUDA graphs), whose calls vary far less, so smaller batches can be compared too.
+WORKLOAD = Workload(256, 128, int(os.environ.get("OVERHEAD_BATCH", "32")))
+COMPILE = os.environ.get("OVERHEAD_COMPILE", "0") == "1"
 
 
 def _through_energy_run(energy) -> tuple[float, float]:
@@ -47,7 +49,7 @@ def _direct(energy, repeats: int) -> tuple[float, float]:
 
 
 @pytest.mark.energy(trials=1, warmup=1, model=os.environ.get("OVERHEAD_MODEL", "llama-3.2-1b"), backend="hf",
-                    min_window=2.0)
+                    min_window=2.0, compile=COMPILE)
 def test_harness_overhead(energy, request):
     harness, direct = [], []
     energy.run(WORKLOAD)  # load and warm up outside the comparison
@@ -58,11 +60,16 @@ def test_harness_overhead(energy, request):
                 harness.append(_through_energy_run(energy))
             else:
                 direct.append(_direct(energy, repeats=energy.measurements[-1].repeats))
-    result = {"card": energy.meter.describe(), "workload": WORKLOAD.label, "rounds": ROUNDS}
+    result = {"card": energy.meter.describe(), "workload": WORKLOAD.label, "rounds": ROUNDS, "compile": COMPILE,
+              "calls_per_window": energy.measurements[-1].repeats}
     for name, index in (("seconds_per_call", 0), ("joules_per_call", 1)):
         h = statistics.median(x[index] for x in harness)
         d = statistics.median(x[index] for x in direct)
-        result[name] = {"energy_run": h, "direct": d, "relative_difference": h / d - 1}
+        paired = [a[index] / b[index] - 1 for a, b in zip(harness, direct, strict=True)]
+        result[name] = {"energy_run": h, "direct": d, "relative_difference": h / d - 1,
+                        "median_paired_difference": statistics.median(paired),
+                        "mean_paired_difference": statistics.fmean(paired),
+                        "paired_stdev": statistics.stdev(paired) if len(paired) > 1 else None}
     result["rows"] = {"energy_run": harness, "direct": direct}
     out = request.config.getoption("--overhead-out")
     Path(out).write_text(json.dumps(result, indent=2))
