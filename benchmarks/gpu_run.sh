@@ -19,7 +19,9 @@ set -uo pipefail
 out=$1; shift
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-python3 -m pip install --quiet --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1 || cat "$out/install.log"
+# Install once: two halves started at once must not both run pip on the same checkout.
+python3 -c "import pytest_llm_energy" 2>/dev/null ||
+    python3 -m pip install --quiet --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1 || cat "$out/install.log"
 nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,memory.total --format=csv \
     >"$out/gpus.csv"
 scratch=$(mktemp -d)  # benchmark baselines go nowhere that is committed
