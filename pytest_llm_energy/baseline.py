@@ -72,7 +72,9 @@ def _round(value: float) -> float:
 
 
 def clean_for_json(value, *, round_floats: bool = True):
-    """Plain strict JSON: inf/nan become None, tuples lists, keys strings.
+    """Plain strict JSON: inf/nan become None, tuples lists, keys strings, str subclasses str.
+
+    The last matters beyond JSON: xdist's execnet refuses str subclasses such as `torch.__version__`.
 
     Baselines round floats to six significant digits (readable diffs); reports keep full precision.
     """
@@ -84,6 +86,8 @@ def clean_for_json(value, *, round_floats: bool = True):
         return {str(k): clean_for_json(v, round_floats=round_floats) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean_for_json(v, round_floats=round_floats) for v in value]
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
     return value
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from . import xdist_support
+from .baseline import clean_for_json
 from .config import OPTIONS, check_marker_keywords, read_options, test_settings
 from .errors import BaselineError, EnergyError, EnergyUsageError
 from .fixture import EnergyFixture
@@ -324,7 +325,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "call":
         record = item.stash.get(RECORD_KEY, None)
         if record is not None:
-            report.energy_record = record  # serialised with the report, so xdist carries it
+            # Serialised with the report, so xdist carries it: plain values only.
+            report.energy_record = clean_for_json(record, round_floats=False)
     return report
 
 

@@ -310,3 +310,25 @@ def test_more_workers_than_visible_gpus_stops_before_any_test(two_gpus):
         ["*-n 3 starts more xdist workers than the 2 visible h100 GPUs*use -n 2 or fewer*"]
     )
     assert "Traceback" not in result.stderr.str()
+
+
+HF_RUN = """
+import pytest
+from pytest_llm_energy import Workload
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.energy(trials=2, warmup=1)
+def test_hf(energy, batch):
+    energy.run(Workload(8, 4, batch), backend="hf", model="tiny-llama")
+"""
+
+
+def test_two_workers_carry_real_backend_records_to_the_controller(pytester):
+    """A real backend's record (torch's version is a str subclass execnet cannot send) crosses to the controller."""
+    pytest.importorskip("transformers")
+    pytester.makepyfile(test_hf_run=HF_RUN)
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2", "--energy-update-baselines", "--energy-json=r.json")
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "r.json").read_text())
+    versions = [r["backend"]["versions"] for r in document["results"]]
+    assert len(versions) == 2 and all(v["torch"] and v["transformers"] for v in versions)

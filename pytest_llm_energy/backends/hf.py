@@ -243,4 +243,4 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__}
+    return {"torch": str(torch.__version__), "transformers": str(transformers.__version__)}  # TorchVersion is a str subclass
