@@ -20,7 +20,7 @@ out=$1; shift
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 # Install once: two halves started at once must not both run pip on the same checkout.
-python3 -c "import pytest_llm_energy" 2>/dev/null ||
+python3 -c "import importlib.metadata as m; m.distribution('pytest-llm-energy')" 2>/dev/null ||
     python3 -m pip install --quiet --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1 || cat "$out/install.log"
 nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,memory.total --format=csv \
     >"$out/gpus.csv"
