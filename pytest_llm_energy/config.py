@@ -145,6 +145,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
     Option("run_noise", _run_noise, 0.0, "run-to-run spread of a test's median that trials within one run "
            "cannot show, as a fraction; widens the comparison (default: 0, trust the trials)"),
+    Option("card_noise", _run_noise, 0.07, "extra spread of a test's median when its baseline was measured on "
+           "another GPU of the same model (UUIDs differ), as a fraction; added to run_noise (default: 0.07, "
+           "measured across H200 cards; 0 treats every card of a model as one)"),
     Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
            "repeated inside one window (default: the meter's, 1 s on NVML)"),
     Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
@@ -195,7 +198,7 @@ _WORKLOAD_KEYWORDS: dict[str, Callable[[Any], Any]] = {
 MARKER_KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "tolerance": _fraction, "trials": _positive_int, "max_trials": _positive_int,
     "time_budget": _positive_float, "warmup": _non_negative_int, "confidence": _confidence,
-    "run_noise": _run_noise,
+    "run_noise": _run_noise, "card_noise": _run_noise,
     "min_window": _positive_float, "strict": _flag, "model": _text, "backend": _backend,
     **_WORKLOAD_KEYWORDS, **_BACKEND_OPTION_KEYWORDS,
 }
@@ -212,6 +215,7 @@ class TestSettings:
     warmup: int
     confidence: float
     run_noise: float
+    card_noise: float
     strict: bool
     min_window: float | None
     model: str
@@ -255,7 +259,7 @@ def test_settings(options: Mapping[str, Any], marker_values: Mapping[str, Any], 
     return TestSettings(
         tolerance=merged["tolerance"], trials=trials, max_trials=max(max_trials, trials),
         time_budget=merged["time_budget"], warmup=merged["warmup"], confidence=merged["confidence"],
-        run_noise=merged["run_noise"],
+        run_noise=merged["run_noise"], card_noise=merged["card_noise"],
         strict=merged["strict"], min_window=merged["min_window"],
         model=merged.get("model") or default_model, backend=merged["backend"],
         workload={k: v for k, v in marker_values.items() if k in _WORKLOAD_KEYWORDS},

@@ -36,7 +36,7 @@ RECORD_KEY = pytest.StashKey[dict]()
 
 MARKER_HELP = (
     "energy(**settings): per-test energy settings: tolerance, trials, max_trials, time_budget, warmup, "
-    "confidence, run_noise, strict, min_window, model, backend, input_tokens, output_tokens, batch_size, "
+    "confidence, run_noise, card_noise, strict, min_window, model, backend, input_tokens, output_tokens, batch_size, "
     "decoding, "
     "seed, and backend options (dtype, compile, static_cache, cuda_graphs, tensor_parallel_size, ...)"
 )

@@ -56,14 +56,20 @@ def build_record(
     *, nodeid: str, measurements: Sequence[Measurement], decision: Decision,
     baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None,
     stack_changes: Sequence[Change], refused: str | None, meter: str, estimated: bool, run_noise: float = 0.0,
+    baseline_gpus: Sequence[str] = (), card_noise: float = 0.0,
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
     compared = [m for m in measurements if not m.warmup]
     warmups = [m for m in measurements if m.warmup]
     samples = [m.joules_per_output_token for m in compared]
     summary = summarize(samples)
-    flags = sorted({flag for m in compared for flag in m.flags})
-    notes = sorted({note for m in compared for note in m.notes})
+    flags = {flag for m in compared for flag in m.flags}
+    notes = {note for m in compared for note in m.notes}
+    if baseline_gpus:
+        flags.add("other-gpu")
+        notes.add(f"baseline measured on another GPU ({', '.join(baseline_gpus)}): judged with "
+                  f"{card_noise:.0%} card-to-card noise added (--energy-card-noise)")
+    flags, notes = sorted(flags), sorted(notes)
     return {
         "nodeid": nodeid,
         "joules_per_token": summary.median,
@@ -80,6 +86,8 @@ def build_record(
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
         "run_noise": run_noise,
+        "card_noise": card_noise,
+        "baseline_gpus": list(baseline_gpus),
         "reason": decision.reason,
         "refused": refused,
         "robust_cv": summary.robust_cv,
@@ -108,7 +116,7 @@ def baseline_entry(record: dict, fingerprint: dict, git_commit: str | None, reco
         "robust_cv": record["robust_cv"],
         "meter": record["meter"],
         "estimated": record["estimated"],
-        "flags": record["flags"],
+        "flags": [flag for flag in record["flags"] if flag != "other-gpu"],  # a fact of the comparison, not the data
         "measurement": record["measurement"],
         "workload": record["workload"],
         "backend": record["backend"],

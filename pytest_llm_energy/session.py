@@ -22,7 +22,7 @@ from .meters import make_meter
 from .meters.base import Meter
 from .record import baseline_entry, build_record
 from .runner import WorkloadRunner
-from .stats import decide
+from .stats import combine_noise, decide
 from .workload import Workload
 
 
@@ -112,6 +112,22 @@ class EnergySession:
         entry = self.baseline_entry(nodeid)
         return entry.samples if entry else None
 
+    def baseline_gpus_if_other(self, entry: BaselineEntry | None) -> tuple[str, ...]:
+        """The GPUs (UUIDs) a baseline was measured on, when they are not the ones measuring now."""
+        if entry is None or self.gpu_key == CPU_KEY:
+            return ()
+        measurement = entry.data.get("measurement")
+        devices = measurement.get("devices") if isinstance(measurement, dict) else None
+        before = {d.get("uuid") for d in devices if isinstance(d, dict)} - {None} if isinstance(devices, list) else set()
+        now = {device.uuid for device in getattr(self.meter, "devices", ())}
+        return tuple(sorted(before)) if before and now and before != now else ()
+
+    def run_noise(self, nodeid: str, settings: TestSettings) -> float:
+        """The run noise a test is judged with: its own, plus card-to-card spread against another GPU's baseline."""
+        if self.baseline_gpus_if_other(self.baseline_entry(nodeid)):
+            return combine_noise(settings.run_noise, settings.card_noise)
+        return settings.run_noise
+
     def judge(self, nodeid: str, settings: TestSettings, fixture) -> dict | None:
         """Compare a test's samples with its baseline; the record says the verdict and why."""
         if not fixture.samples:
@@ -128,14 +144,17 @@ class EnergySession:
                 "compared. Record a baseline here with --energy-update-baselines, or compare anyway with "
                 "--energy-allow-hardware-change"
             )
+        run_noise = self.run_noise(nodeid, settings)
         decision = decide(baseline_samples, fixture.samples, settings.tolerance, confidence=settings.confidence,
-                          run_noise=settings.run_noise)
+                          run_noise=run_noise)
         return build_record(
             nodeid=nodeid, measurements=fixture.measurements, decision=decision,
             baseline_joules_per_token=entry.joules_per_token if entry else None,
             workload=fixture.workload.to_dict() if fixture.workload else None,
             backend=fixture.backend_description, stack_changes=changes, refused=refused,
-            meter=self.meter.name, estimated=self.meter.estimated, run_noise=settings.run_noise,
+            meter=self.meter.name, estimated=self.meter.estimated, run_noise=run_noise,
+            baseline_gpus=self.baseline_gpus_if_other(entry),
+            card_noise=settings.card_noise if run_noise != settings.run_noise else 0.0,
         )
 
     # -- the controller's end of the run ---------------------------------------------------------------------

@@ -145,6 +145,11 @@ def summarize(samples: Sequence[float]) -> SampleSummary:
     return SampleSummary(n=len(values), median=median, mad=mad, robust_cv=robust_cv, outliers=outliers)
 
 
+def combine_noise(*spreads: float) -> float:
+    """One relative spread from independent ones (run-to-run, card-to-card): they add in log variance."""
+    return math.expm1(math.sqrt(sum(math.log1p(spread) ** 2 for spread in spreads)))
+
+
 def decide(
     baseline: Sequence[float] | None,
     current: Sequence[float],

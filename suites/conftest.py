@@ -18,15 +18,13 @@ CPU_BATCH_SIZES = (1, 4)
 def run_noise_for(batch_size: int) -> float:
     """Run-to-run spread of a run's median J/token that trials within one run cannot show.
 
-    Measured with HF eager generate on H200s (benchmarks/README.md section 6): at batch 8 the GPU waits on
-    Python dispatch and whole runs moved 4-6% (sampling 9%) while each run's five trials agreed within 2-5%.
-    At batch 32 runs on one machine moved 0.7-1.6%, but a run on another single-GPU H200 host moved the
-    decode-heavy chat bins +8-12%: 2% called that a regression, 4% does not. Runners of one label are often
-    several machines, so the suites take the host-to-host figure; a team with one fixed runner can lower it
-    with `--energy-run-noise` or the marker, and baselines recorded on other kinds of host (two-GPU hosts
-    moved ~20%) should be recorded again there.
+    Measured with HF eager generate on one H200 (benchmarks/README.md section 6): at batch 8 the GPU waits
+    on Python dispatch and whole runs moved 4-12% while each run's five trials agreed within 2-5%; at
+    batch 32 runs moved 0.4-1.6%. Against a baseline from another card of the model the plugin adds its
+    card-to-card noise (`--energy-card-noise`, 7%) on top. A team measuring its own stack can override
+    this with `--energy-run-noise` or the marker.
     """
-    return 0.06 if batch_size <= 8 else 0.04
+    return 0.06 if batch_size <= 8 else 0.02
 
 
 def pytest_addoption(parser):

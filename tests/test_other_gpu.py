@@ -1,0 +1,111 @@
+"""A baseline measured on another GPU of the same model is judged with card-to-card noise added.
+
+Two fake H100s (fake NVML, pure logic of the plugin's flow); the real card-to-card spread this default
+comes from was measured on H200s (benchmarks/README.md section 6).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pytest_llm_energy.stats import combine_noise
+
+CONFTEST = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import fake_nvml
+
+class WallClock:
+    call_cost_s = 0.0
+    offset = 0.0
+
+    @property
+    def now(self):
+        return time.perf_counter() + self.offset
+
+    @now.setter
+    def now(self, value):
+        self.offset = value - time.perf_counter()
+
+watts = float(os.environ.get("FAKE_WATTS", "100"))
+sys.modules["pynvml"] = fake_nvml.FakeNvml(
+    [fake_nvml.FakeGpu("GPU-aaaa", watts=watts), fake_nvml.FakeGpu("GPU-bbbb", watts=watts)], clock=WallClock())
+
+import pytest_llm_energy.meters.nvml as nvml
+nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
+"""
+
+STEADY = """
+import time
+
+def test_steady(energy):
+    with energy.measure() as m:
+        time.sleep(0.1)
+        m.output_tokens = 10
+"""
+
+ARGS = ("--energy-gpu=h100", "--energy-trials=6", "--energy-warmup=0", "--energy-min-window=0.05",
+        "-p", "no:cacheprovider", "--energy-json=r.json")
+
+
+@pytest.fixture
+def cards(pytester, monkeypatch):
+    pytester.makeconftest(CONFTEST.format(tests=str(Path(__file__).parent)))
+    pytester.makepyfile(test_steady=STEADY)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa")
+    pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").assert_outcomes(passed=1)
+    return pytester
+
+
+def _rerun(pytester, monkeypatch, gpu, watts, *extra):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpu)
+    monkeypatch.setenv("FAKE_WATTS", str(watts))
+    result = pytester.runpytest_subprocess(*ARGS, *extra)
+    (record,) = json.loads((pytester.path / "r.json").read_text())["results"]
+    return result, record
+
+
+def test_twelve_percent_more_on_the_same_gpu_is_a_regression(cards, monkeypatch):
+    result, record = _rerun(cards, monkeypatch, "GPU-aaaa", 112)
+    result.assert_outcomes(failed=1)
+    assert record["verdict"] == "regressed"
+    assert record["card_noise"] == 0 and record["baseline_gpus"] == [] and "other-gpu" not in record["flags"]
+
+
+def test_the_same_change_against_another_cards_baseline_is_not_called_a_regression(cards, monkeypatch):
+    result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 112)
+    result.assert_outcomes(passed=1)
+    assert record["verdict"] == "inconclusive"
+    assert record["baseline_gpus"] == ["GPU-aaaa"] and "other-gpu" in record["flags"]
+    assert record["card_noise"] == 0.07 and record["run_noise"] == pytest.approx(0.07)
+    assert "baseline measured on another GPU (GPU-aaaa)" in " ".join(record["notes"])
+
+
+def test_card_noise_zero_treats_every_card_of_a_model_as_one(cards, monkeypatch):
+    result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 112, "--energy-card-noise=0")
+    result.assert_outcomes(failed=1)
+    assert record["verdict"] == "regressed" and "other-gpu" in record["flags"]
+
+
+def test_a_large_change_on_another_card_is_still_caught(cards, monkeypatch):
+    result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 150)
+    result.assert_outcomes(failed=1)
+    assert record["verdict"] == "regressed"
+
+
+def test_recording_on_another_card_stores_no_comparison_flag(cards, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    cards.runpytest_subprocess(*ARGS, "--energy-update-baselines").assert_outcomes(passed=1)
+    (entry,) = json.loads((cards.path / "baselines/h100/test_steady.json").read_text())["entries"].values()
+    assert "other-gpu" not in entry["flags"]
+    assert [d["uuid"] for d in entry["measurement"]["devices"]] == ["GPU-bbbb"]
+
+
+def test_spreads_add_in_log_variance():
+    assert combine_noise(0.0, 0.07) == pytest.approx(0.07)
+    assert combine_noise(0.02) == pytest.approx(0.02)
+    combined = combine_noise(0.06, 0.07)
+    assert 0.07 < combined < 0.06 + 0.07
+    assert math.log1p(combined) == pytest.approx(math.hypot(math.log1p(0.06), math.log1p(0.07)))
