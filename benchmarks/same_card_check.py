@@ -1,13 +1,14 @@
-"""Same code, same card, separate runs: every bin must come out unchanged or inconclusive, never a change.
+"""Same code, same GPU model, separate runs: every bin must come out unchanged or inconclusive, never a change.
 
-Reads the JSON reports of the run that recorded the baselines and of later runs of the same suites on the same
-card, and judges each later run's samples against the recorded ones with the plugin's decision rule and the
-run-to-run noise the suites declare (suites/conftest.py `run_noise_for`, 8% for the decoding suite).
-The runs were made before the rule's last change (Welch's test beside the rank test, and the run-noise floor),
-so their own verdicts are printed too. Reproduce:
+Reads the JSON reports of the run that recorded the baselines and of later runs of the same suites, and judges
+each later run's samples against the recorded ones with the plugin's decision rule and the run-to-run noise the
+suites declare (suites/conftest.py `run_noise_for`, 8% for the decoding suite), plus the plugin's default
+card-to-card noise where a later run measured on another physical GPU (UUIDs differ), as the plugin does.
+Each run's own verdicts (the rule and defaults of the code it ran) are printed beside. Reproduce:
 
     python benchmarks/same_card_check.py benchmarks/results/h200/suites_record.json \
-        benchmarks/results/h200/suites_check.json benchmarks/results/h200/suites_recheck.json
+        benchmarks/results/h200/suites_check.json benchmarks/results/h200/suites_recheck.json \
+        benchmarks/results/h200/suites_check_card3.json benchmarks/results/h200/suites_check_card4.json
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_llm_energy.stats import decide
+from pytest_llm_energy.config import OPTIONS
+from pytest_llm_energy.stats import combine_noise, decide
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 DECODING_RUN_NOISE = 0.08  # suites/test_decoding.py
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.05)
     args = parser.parse_args(argv)
     run_noise_for = suite_run_noise()
+    card_noise = next(option.default for option in OPTIONS if option.name == "card_noise")
     recorded = {r["nodeid"]: r for r in json.loads(args.record.read_text())["results"]}
     rows, changes = [], 0
     for run, path in enumerate(args.later, start=2):
@@ -47,15 +50,23 @@ def main(argv=None) -> int:
             baseline = recorded[result["nodeid"]]
             noise = (DECODING_RUN_NOISE if "test_decoding" in result["nodeid"]
                      else run_noise_for(result["workload"]["batch_size"]))
+            gpu = _gpus(result)[0][:12]
+            other_card = _gpus(result) != _gpus(baseline)
+            if other_card:
+                noise = combine_noise(noise, card_noise)
             decision = decide(baseline["samples"], result["samples"], args.tolerance, run_noise=noise)
             changes += decision.verdict in ("regressed", "improved")
-            rows.append([run, result["nodeid"].split("::", 1)[1], f"{decision.delta:+.1%}",
-                         f"{decision.ci_low - 1:+.1%}..{decision.ci_high - 1:+.1%}", f"{noise:.0%}",
-                         decision.verdict, result["verdict"]])
-    print(tabulate(rows, headers=["run", "test", "delta", "99% CI", "run noise", "verdict now",
-                                  "verdict then"], tablefmt="github"))
+            rows.append([run, gpu + (" (other)" if other_card else " (same)"), result["nodeid"].split("::", 1)[1],
+                         f"{decision.delta:+.1%}", f"{decision.ci_low - 1:+.1%}..{decision.ci_high - 1:+.1%}",
+                         f"{noise:.1%}", decision.verdict, result["verdict"]])
+    print(tabulate(rows, headers=["run", "GPU", "test", "delta", "99% CI", "noise", "verdict now",
+                                  "verdict in the run"], tablefmt="github"))
     print(f"\n{len(rows)} comparisons, {changes} called a change")
     return 1 if changes else 0
+
+
+def _gpus(result: dict) -> list[str]:
+    return sorted(device["uuid"] for device in result["measurement"]["devices"])
 
 
 if __name__ == "__main__":
