@@ -31,6 +31,7 @@ from .session import EnergySession
 
 SESSION_KEY = pytest.StashKey[EnergySession]()
 MARKER_KEY = pytest.StashKey[dict]()
+MARKER_ERROR_KEY = pytest.StashKey[str]()
 FIXTURE_KEY = pytest.StashKey[EnergyFixture]()
 RECORD_KEY = pytest.StashKey[dict]()
 
@@ -159,10 +160,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 values.update(check_marker_keywords(item.nodeid, mark.kwargs, mark.args))
         except EnergyUsageError as error:
             problems.append(str(error))
+            item.stash[MARKER_ERROR_KEY] = str(error)
             continue
         item.stash[MARKER_KEY] = values
         xdist_support.group_by_model(item, values.get("model"))
-    if problems:
+    # An xdist worker that stops at collection crashes without the message, so there each bad test errors
+    # with it instead (pytest_runtest_setup below); a serial run stops before any test.
+    if problems and xdist_support.worker_id(config) is None:
         raise pytest.UsageError("\n".join(problems))
 
 
@@ -177,7 +181,11 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     return fixture
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker_error = item.stash.get(MARKER_ERROR_KEY, None)
+    if marker_error is not None:  # only on xdist workers: see pytest_collection_modifyitems
+        pytest.fail(marker_error, pytrace=False)
     session = item.config.stash.get(SESSION_KEY, None)
     if session is not None and isinstance(session.progress, ProgressLine):
         session.progress.start(xdist_support.plain_nodeid(item))

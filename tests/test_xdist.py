@@ -332,3 +332,19 @@ def test_two_workers_carry_real_backend_records_to_the_controller(pytester):
     document = json.loads((pytester.path / "r.json").read_text())
     versions = [r["backend"]["versions"] for r in document["results"]]
     assert len(versions) == 2 and all(v["torch"] and v["transformers"] for v in versions)
+
+
+def test_a_bad_marker_under_xdist_errors_with_its_message_instead_of_crashing_the_worker(pytester):
+    pytester.makepyfile(test_bad="""
+import pytest
+
+@pytest.mark.energy(tolerence=0.1)
+def test_typo(energy):
+    pass
+""", test_good=MANY)
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2", "--energy-update-baselines")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*test_bad.py::test_typo: unknown keyword 'tolerence' in @pytest.mark.energy*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    written = json.loads((pytester.path / "baselines/cpu/test_good.json").read_text())["entries"]
+    assert len(written) == 4 and not (pytester.path / "baselines/cpu/test_bad.json").exists()
