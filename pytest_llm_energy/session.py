@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,10 @@ class EnergySession:
         if entry is None or self.gpu_key == CPU_KEY:
             return ()
         measurement = entry.data.get("measurement")
-        devices = measurement.get("devices") if isinstance(measurement, dict) else None
-        before = {d.get("uuid") for d in devices if isinstance(d, dict)} - {None} if isinstance(devices, list) else set()
+        devices = measurement.get("devices") if isinstance(measurement, Mapping) else None
+        if not isinstance(devices, list):  # an older or hand-written entry: nothing to compare
+            return ()
+        before = {d.get("uuid") for d in devices if isinstance(d, Mapping) and d.get("uuid")}
         now = {device.uuid for device in getattr(self.meter, "devices", ())}
         return tuple(sorted(before)) if before and now and before != now else ()
 

@@ -109,3 +109,14 @@ def test_spreads_add_in_log_variance():
     combined = combine_noise(0.06, 0.07)
     assert 0.07 < combined < 0.06 + 0.07
     assert math.log1p(combined) == pytest.approx(math.hypot(math.log1p(0.06), math.log1p(0.07)))
+
+
+def test_a_baseline_without_device_uuids_is_compared_as_before(cards, monkeypatch):
+    path = cards.path / "baselines/h100/test_steady.json"
+    document = json.loads(path.read_text())
+    for entry in document["entries"].values():
+        del entry["measurement"]["devices"]  # as an older or hand-written entry
+    path.write_text(json.dumps(document))
+    result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 112)
+    result.assert_outcomes(failed=1)
+    assert record["verdict"] == "regressed" and record["baseline_gpus"] == [] and record["card_noise"] == 0
