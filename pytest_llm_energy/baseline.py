@@ -43,6 +43,15 @@ class BaselineEntry:
     def fingerprint(self) -> dict:
         return dict(self.data.get("fingerprint") or {})
 
+    @property
+    def gpu_uuids(self) -> frozenset[str]:
+        """The GPUs its samples were measured on (empty for older or hand-written entries without them)."""
+        measurement = self.data.get("measurement")
+        devices = measurement.get("devices") if isinstance(measurement, Mapping) else None
+        if not isinstance(devices, list):
+            return frozenset()
+        return frozenset(d["uuid"] for d in devices if isinstance(d, Mapping) and isinstance(d.get("uuid"), str))
+
 
 @dataclass(frozen=True)
 class WriteSummary:
@@ -81,13 +90,15 @@ def clean_for_json(value, *, round_floats: bool = True):
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        return _round(value) if round_floats else value
+        return _round(value) if round_floats else float(value)
     if isinstance(value, Mapping):
         return {str(k): clean_for_json(v, round_floats=round_floats) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean_for_json(v, round_floats=round_floats) for v in value]
     if isinstance(value, str) and type(value) is not str:
         return str(value)
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():  # numpy scalars: execnet refuses them too
+        return clean_for_json(value.item(), round_floats=round_floats)
     return value
 
 

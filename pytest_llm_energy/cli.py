@@ -505,6 +505,13 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIDENCE,
         help="confidence of the decision rule (default: %(default)s)",
     )
+    parser.add_argument(
+        "--card-noise",
+        type=_option_value("card_noise"),
+        default=OPTIONS_BY_NAME["card_noise"].default,
+        help="spread between GPUs of one model, used where two entries were measured on different GPUs "
+        "(default: %(default)s, as the plugin)",
+    )
     parser.add_argument("--all", action="store_true", help="also list entries that did not change")
     parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any test regressed")
     _add_format(parser)
@@ -527,7 +534,7 @@ def diff_command(args: argparse.Namespace) -> int:
         old, new = (review.read_baseline_set(path) for path in args.paths)
     else:
         raise EnergyUsageError("give OLD and NEW (baselines folders or files), or --git REV [PATH]")
-    diff = review.diff_baselines(old, new, args.tolerance, args.confidence)
+    diff = review.diff_baselines(old, new, args.tolerance, args.confidence, args.card_noise)
     if args.format == "json":
         print(review.render_json(diff))
     elif args.format == "markdown":

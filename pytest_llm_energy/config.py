@@ -145,9 +145,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
     Option("run_noise", _run_noise, 0.0, "run-to-run spread of a test's median that trials within one run "
            "cannot show, as a fraction; widens the comparison (default: 0, trust the trials)"),
-    Option("card_noise", _run_noise, 0.07, "extra spread of a test's median when its baseline was measured on "
-           "another GPU of the same model (UUIDs differ), as a fraction; added to run_noise (default: 0.07, "
-           "measured across H200 cards; 0 treats every card of a model as one)"),
+    Option("card_noise", _run_noise, 0.05, "spread of a test's median from one GPU of a model to another, as a "
+           "fraction; combined with run_noise when the baseline was measured on other GPUs (UUIDs differ) "
+           "(default: 0.05, from H200 cards whose differences spread 7%; 0 treats every card of a model as one)"),
     Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
            "repeated inside one window (default: the meter's, 1 s on NVML)"),
     Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "

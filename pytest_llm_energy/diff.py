@@ -317,7 +317,14 @@ def _entry_notes(gpu: str, old: BaselineEntry, new: BaselineEntry, changes: list
         notes.append(f"meter {old_meter} -> {new_meter}")
     if new.data.get("estimated") or old.data.get("estimated"):
         notes.append("estimated")
+    if _other_gpus(old, new):
+        notes.append("other GPUs: " + ", ".join(sorted(old.gpu_uuids)) + " -> " + ", ".join(sorted(new.gpu_uuids)))
     return notes
+
+
+def _other_gpus(old: BaselineEntry | None, new: BaselineEntry) -> bool:
+    """Measured on different physical GPUs (both entries name theirs): judged with card-to-card noise."""
+    return bool(old and old.gpu_uuids and new.gpu_uuids and old.gpu_uuids != new.gpu_uuids)
 
 
 def compare_entries(
@@ -327,8 +334,13 @@ def compare_entries(
     new: BaselineEntry | None,
     tolerance: float,
     confidence: float = DEFAULT_CONFIDENCE,
+    card_noise: float = 0.0,
 ) -> EntryDiff:
-    """The row of one test: the plugin's decision rule on new samples against old ones."""
+    """The row of one test: the plugin's decision rule on new samples against old ones.
+
+    As in the plugin, entries measured on different GPUs are compared with `card_noise`; baselines keep no
+    run noise, so the comparison otherwise trusts each entry's trials.
+    """
     if new is None:
         assert old is not None
         return EntryDiff(
@@ -350,7 +362,8 @@ def compare_entries(
             notes=(),
             reason="no entry in the new baselines",
         )
-    decision = decide(old.samples if old else None, new.samples, tolerance, confidence=confidence)
+    decision = decide(old.samples if old else None, new.samples, tolerance, confidence=confidence,
+                      run_noise=card_noise if _other_gpus(old, new) else 0.0)
     changes = stack.changes(old.fingerprint, new.fingerprint) if old else []
     if old:
         notes = _entry_notes(gpu, old, new, changes)
@@ -393,7 +406,8 @@ def _stack_changes(rows: Sequence[EntryDiff]) -> tuple[StackChange, ...]:
 
 
 def diff_baselines(
-    old: BaselineSet, new: BaselineSet, tolerance: float, confidence: float = DEFAULT_CONFIDENCE
+    old: BaselineSet, new: BaselineSet, tolerance: float, confidence: float = DEFAULT_CONFIDENCE,
+    card_noise: float = 0.0,
 ) -> BaselineDiff:
     """Every test of either set, per GPU key, judged new against old."""
     gpus = []
@@ -408,6 +422,7 @@ def diff_baselines(
                     new.entries.get((gpu, nodeid)),
                     tolerance,
                     confidence,
+                    card_noise,
                 )
                 for nodeid in nodeids
             ),

@@ -73,7 +73,7 @@ class EnergyFixture:
         baseline = self._session.baseline_samples(self.nodeid)
         s = self.settings
         return TrialPlan(s.warmup, s.trials, s.max_trials, s.time_budget, s.tolerance, s.confidence, baseline,
-                         self._session.run_noise(self.nodeid, s))
+                         self._session.trial_noise(self.nodeid, s))
 
     # -- energy.measure() ------------------------------------------------------------------------------
     @contextlib.contextmanager

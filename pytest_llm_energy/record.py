@@ -56,7 +56,7 @@ def build_record(
     *, nodeid: str, measurements: Sequence[Measurement], decision: Decision,
     baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None,
     stack_changes: Sequence[Change], refused: str | None, meter: str, estimated: bool, run_noise: float = 0.0,
-    baseline_gpus: Sequence[str] = (), card_noise: float = 0.0,
+    other_gpus: Sequence[str] = (), card_noise: float = 0.0,
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
     compared = [m for m in measurements if not m.warmup]
@@ -65,10 +65,10 @@ def build_record(
     summary = summarize(samples)
     flags = {flag for m in compared for flag in m.flags}
     notes = {note for m in compared for note in m.notes}
-    if baseline_gpus:
+    if other_gpus:
         flags.add("other-gpu")
-        notes.add(f"baseline measured on another GPU ({', '.join(baseline_gpus)}): judged with "
-                  f"{card_noise:.0%} card-to-card noise added (--energy-card-noise)")
+        notes.add(f"baseline measured on other GPUs ({', '.join(other_gpus)}): judged with "
+                  f"{card_noise:.0%} card-to-card noise combined with the run noise (--energy-card-noise)")
     flags, notes = sorted(flags), sorted(notes)
     return {
         "nodeid": nodeid,
@@ -86,8 +86,8 @@ def build_record(
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
         "run_noise": run_noise,
-        "card_noise": card_noise,
-        "baseline_gpus": list(baseline_gpus),
+        "card_noise": card_noise,  # 0 unless the baseline came from other GPUs
+        "baseline_gpus": list(other_gpus),
         "reason": decision.reason,
         "refused": refused,
         "robust_cv": summary.robust_cv,

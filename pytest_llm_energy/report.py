@@ -102,7 +102,7 @@ def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
         ["p-value (larger of rank and Welch)", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
         ["tolerance", f"{record['tolerance']:.0%}"],
         ["run-to-run noise assumed", f"{record.get('run_noise') or 0:.0%}"
-         + (f" (with {record['card_noise']:.0%} card-to-card: baseline from another GPU)"
+         + (f", and {record['card_noise']:.0%} card-to-card (baseline from other GPUs)"
             if record.get("card_noise") else "")],
         ["detectable change", f"{record['detectable']:.1%}" if _finite(record.get("detectable")) else "none"],
         ["samples (current / baseline)",

@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import fingerprint as stack
 from .baseline import BaselineEntry, BaselineStore, WriteSummary
 from .config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, TestSettings
-from .errors import BackendUnavailable, EnergyError
+from .errors import BackendUnavailable, EnergyError, EnergyUsageError
 from .gpus import CPU_KEY
 from .meters import make_meter
 from .meters.base import Meter
@@ -113,23 +112,26 @@ class EnergySession:
         entry = self.baseline_entry(nodeid)
         return entry.samples if entry else None
 
-    def baseline_gpus_if_other(self, entry: BaselineEntry | None) -> tuple[str, ...]:
+    def other_gpus(self, entry: BaselineEntry | None) -> tuple[str, ...]:
         """The GPUs (UUIDs) a baseline was measured on, when they are not the ones measuring now."""
         if entry is None or self.gpu_key == CPU_KEY:
             return ()
-        measurement = entry.data.get("measurement")
-        devices = measurement.get("devices") if isinstance(measurement, Mapping) else None
-        if not isinstance(devices, list):  # an older or hand-written entry: nothing to compare
-            return ()
-        before = {d.get("uuid") for d in devices if isinstance(d, Mapping) and d.get("uuid")}
         now = {device.uuid for device in getattr(self.meter, "devices", ())}
+        before = entry.gpu_uuids
         return tuple(sorted(before)) if before and now and before != now else ()
 
-    def run_noise(self, nodeid: str, settings: TestSettings) -> float:
-        """The run noise a test is judged with: its own, plus card-to-card spread against another GPU's baseline."""
-        if self.baseline_gpus_if_other(self.baseline_entry(nodeid)):
+    def judged_noise(self, settings: TestSettings, other_gpus: tuple[str, ...]) -> float:
+        """The run noise a test is judged with: its own, combined with card-to-card spread on other GPUs."""
+        if not other_gpus:
+            return settings.run_noise
+        try:
             return combine_noise(settings.run_noise, settings.card_noise)
-        return settings.run_noise
+        except ValueError as error:
+            raise EnergyUsageError(f"run_noise and card_noise: {error}; lower one of them") from None
+
+    def trial_noise(self, nodeid: str, settings: TestSettings) -> float:
+        """The noise adaptive trials plan with: the same as the judge will use."""
+        return self.judged_noise(settings, self.other_gpus(self.baseline_entry(nodeid)))
 
     def judge(self, nodeid: str, settings: TestSettings, fixture) -> dict | None:
         """Compare a test's samples with its baseline; the record says the verdict and why."""
@@ -147,17 +149,16 @@ class EnergySession:
                 "compared. Record a baseline here with --energy-update-baselines, or compare anyway with "
                 "--energy-allow-hardware-change"
             )
-        run_noise = self.run_noise(nodeid, settings)
+        other_gpus = self.other_gpus(entry)
         decision = decide(baseline_samples, fixture.samples, settings.tolerance, confidence=settings.confidence,
-                          run_noise=run_noise)
+                          run_noise=self.judged_noise(settings, other_gpus))
         return build_record(
             nodeid=nodeid, measurements=fixture.measurements, decision=decision,
             baseline_joules_per_token=entry.joules_per_token if entry else None,
             workload=fixture.workload.to_dict() if fixture.workload else None,
             backend=fixture.backend_description, stack_changes=changes, refused=refused,
-            meter=self.meter.name, estimated=self.meter.estimated, run_noise=run_noise,
-            baseline_gpus=self.baseline_gpus_if_other(entry),
-            card_noise=settings.card_noise if run_noise != settings.run_noise else 0.0,
+            meter=self.meter.name, estimated=self.meter.estimated, run_noise=settings.run_noise,
+            other_gpus=other_gpus, card_noise=settings.card_noise if other_gpus else 0.0,
         )
 
     # -- the controller's end of the run ---------------------------------------------------------------------

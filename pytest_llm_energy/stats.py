@@ -147,7 +147,11 @@ def summarize(samples: Sequence[float]) -> SampleSummary:
 
 def combine_noise(*spreads: float) -> float:
     """One relative spread from independent ones (run-to-run, card-to-card): they add in log variance."""
-    return math.expm1(math.sqrt(sum(math.log1p(spread) ** 2 for spread in spreads)))
+    combined = math.expm1(math.sqrt(sum(math.log1p(spread) ** 2 for spread in spreads)))
+    if combined >= 1:
+        raise ValueError(f"spreads of {', '.join(f'{s:.0%}' for s in spreads)} combine to {combined:.0%}; "
+                         "a run-to-run spread must stay below 100%")
+    return combined
 
 
 def decide(

@@ -21,7 +21,7 @@ def run_noise_for(batch_size: int) -> float:
     Measured with HF eager generate on one H200 (benchmarks/README.md section 6): at batch 8 the GPU waits
     on Python dispatch and whole runs moved 4-12% while each run's five trials agreed within 2-5%; at
     batch 32 runs moved 0.4-1.6%. Against a baseline from another card of the model the plugin adds its
-    card-to-card noise (`--energy-card-noise`, 7%) on top. A team measuring its own stack can override
+    card-to-card noise (`--energy-card-noise`, 5% per card). A team measuring its own stack can override
     this with `--energy-run-noise` or the marker.
     """
     return 0.06 if batch_size <= 8 else 0.02

@@ -120,8 +120,8 @@ def test_streaming_goes_on_while_the_meter_blocks(server):
     reading, run, (begin, end) = asyncio.run(run_metered_load(
         server.base_url, CompletionRequest("llm-energy", 32), prompts, spec, meter))
     (begin_blocked, end_blocked) = meter.blocked
-    # The window opens when begin returns and closes when end is called (2 cores shared: a loose bound).
-    assert begin_blocked[1] <= begin <= begin_blocked[1] + 0.25 and end <= end_blocked[0]
+    # The window opens when begin returns and closes when end is called (2 shared cores under load: a loose bound).
+    assert begin_blocked[1] <= begin <= begin_blocked[1] + 1.0 and end <= end_blocked[0]
     assert run.tokens_between(*begin_blocked) > 0 and run.tokens_between(*end_blocked) > 0
     assert all(record.output_tokens == 32 for record in run.records) and reading.seconds > 0
 

@@ -382,3 +382,19 @@ def test_the_installed_command_runs_diff(repo):
 def test_show_command(sides, capsys):
     code, out, _ = cli(capsys, "show", sides[0])
     assert code == 0 and "h100: 5 entries" in out and "test_gone" in out
+
+
+def _on(uuid, scale):
+    return {**entry(scale), "measurement": {"devices": [{"index": 0, "uuid": uuid, "name": "NVIDIA H100"}]}}
+
+
+def test_entries_from_other_gpus_are_noted_and_judged_with_card_noise(tmp_path):
+    old = read_baseline_set(write(tmp_path / "old", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.0)}))
+    moved = read_baseline_set(write(tmp_path / "new", "h100", {"t.py::test_a": _on("GPU-bbbb", 1.12)}))
+    same = read_baseline_set(write(tmp_path / "same", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.12)}))
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, card_noise=0.05).gpus]
+    assert row.verdict == "inconclusive" and "other GPUs: GPU-aaaa -> GPU-bbbb" in row.notes
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, card_noise=0.0).gpus]
+    assert row.verdict == "regressed"
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, card_noise=0.05).gpus]
+    assert row.verdict == "regressed" and not any(note.startswith("other GPUs") for note in row.notes)

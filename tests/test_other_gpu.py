@@ -1,4 +1,4 @@
-"""A baseline measured on another GPU of the same model is judged with card-to-card noise added.
+"""A baseline measured on other GPUs of the same model is judged with card-to-card noise combined in.
 
 Two fake H100s (fake NVML, pure logic of the plugin's flow); the real card-to-card spread this default
 comes from was measured on H200s (benchmarks/README.md section 6).
@@ -39,8 +39,10 @@ nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
 
 STEADY = """
 import time
+from pathlib import Path
 
 def test_steady(energy):
+    Path("plan_noise.txt").write_text(repr(energy.plan().run_noise))  # what adaptive trials plan with
     with energy.measure() as m:
         time.sleep(0.1)
         m.output_tokens = 10
@@ -72,6 +74,7 @@ def test_twelve_percent_more_on_the_same_gpu_is_a_regression(cards, monkeypatch)
     result.assert_outcomes(failed=1)
     assert record["verdict"] == "regressed"
     assert record["card_noise"] == 0 and record["baseline_gpus"] == [] and "other-gpu" not in record["flags"]
+    assert float((cards.path / "plan_noise.txt").read_text()) == 0
 
 
 def test_the_same_change_against_another_cards_baseline_is_not_called_a_regression(cards, monkeypatch):
@@ -79,14 +82,32 @@ def test_the_same_change_against_another_cards_baseline_is_not_called_a_regressi
     result.assert_outcomes(passed=1)
     assert record["verdict"] == "inconclusive"
     assert record["baseline_gpus"] == ["GPU-aaaa"] and "other-gpu" in record["flags"]
-    assert record["card_noise"] == 0.07 and record["run_noise"] == pytest.approx(0.07)
-    assert "baseline measured on another GPU (GPU-aaaa)" in " ".join(record["notes"])
+    assert record["card_noise"] == 0.05 and record["run_noise"] == 0
+    assert "baseline measured on other GPUs (GPU-aaaa)" in " ".join(record["notes"])
+    # adaptive trials plan with the noise the judge uses
+    assert float((cards.path / "plan_noise.txt").read_text()) == pytest.approx(0.05)
 
 
 def test_card_noise_zero_treats_every_card_of_a_model_as_one(cards, monkeypatch):
     result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 112, "--energy-card-noise=0")
     result.assert_outcomes(failed=1)
     assert record["verdict"] == "regressed" and "other-gpu" in record["flags"]
+
+
+def test_the_marker_sets_card_noise_per_test(cards, monkeypatch):
+    cards.makepyfile(test_steady="import pytest\n" + STEADY.replace(
+        "def test_steady", "@pytest.mark.energy(card_noise=0)\ndef test_steady"))
+    result, record = _rerun(cards, monkeypatch, "GPU-bbbb", 112)
+    result.assert_outcomes(failed=1)
+    assert record["verdict"] == "regressed" and record["card_noise"] == 0
+
+
+def test_run_and_card_noise_that_combine_to_100_percent_are_a_clear_error(cards, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    result = cards.runpytest_subprocess(*ARGS, "--energy-run-noise=0.7", "--energy-card-noise=0.7")
+    result.assert_outcomes(failed=1)
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*run_noise and card_noise: spreads of 70%, 70% combine to *; lower one of them*"])
 
 
 def test_a_large_change_on_another_card_is_still_caught(cards, monkeypatch):
@@ -106,6 +127,8 @@ def test_recording_on_another_card_stores_no_comparison_flag(cards, monkeypatch)
 def test_spreads_add_in_log_variance():
     assert combine_noise(0.0, 0.07) == pytest.approx(0.07)
     assert combine_noise(0.02) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="combine to"):
+        combine_noise(0.7, 0.7)
     combined = combine_noise(0.06, 0.07)
     assert 0.07 < combined < 0.06 + 0.07
     assert math.log1p(combined) == pytest.approx(math.hypot(math.log1p(0.06), math.log1p(0.07)))
