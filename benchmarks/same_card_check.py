@@ -50,13 +50,13 @@ def main(argv=None) -> int:
             baseline = recorded[result["nodeid"]]
             noise = (DECODING_RUN_NOISE if "test_decoding" in result["nodeid"]
                      else run_noise_for(result["workload"]["batch_size"]))
-            gpu = _gpus(result)[0][:12]
-            other_card = _gpus(result) != _gpus(baseline)
+            gpus = _gpus(result)
+            other_card = gpus != _gpus(baseline)
             if other_card:
                 noise = combine_noise(noise, card_noise)
             decision = decide(baseline["samples"], result["samples"], args.tolerance, run_noise=noise)
             changes += decision.verdict in ("regressed", "improved")
-            rows.append([run, gpu + (" (other)" if other_card else " (same)"), result["nodeid"].split("::", 1)[1],
+            rows.append([run, gpus[0][:12] + (" (other)" if other_card else " (same)"), result["nodeid"].split("::", 1)[1],
                          f"{decision.delta:+.1%}", f"{decision.ci_low - 1:+.1%}..{decision.ci_high - 1:+.1%}",
                          f"{noise:.1%}", decision.verdict, result["verdict"]])
     print(tabulate(rows, headers=["run", "GPU", "test", "delta", "99% CI", "noise", "verdict now",

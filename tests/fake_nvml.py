@@ -6,6 +6,8 @@ Time is simulated: the counter advances by `watts` x elapsed and changes only ev
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 
 
@@ -43,6 +45,30 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+class WallClock(Clock):
+    """Simulated time that follows real time: for runs of the whole plugin, whose meter sleeps for real."""
+
+    def __init__(self, call_cost_s: float = 0.0) -> None:
+        self.offset = 0.0
+        super().__init__(call_cost_s)
+
+    @property
+    def now(self) -> float:
+        return time.perf_counter() + self.offset
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.offset = value - time.perf_counter()
+
+
+def install_for_plugin_run(gpus: list[FakeGpu]) -> None:
+    """From a pytester conftest: the plugin in that run sees `gpus`, with a 0.2 s idle window (real: 2 s)."""
+    sys.modules["pynvml"] = FakeNvml(gpus, clock=WallClock())
+    import pytest_llm_energy.meters.nvml as nvml
+
+    nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
 
 
 @dataclass

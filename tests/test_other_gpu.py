@@ -13,28 +13,13 @@ import pytest
 from pytest_llm_energy.stats import combine_noise
 
 CONFTEST = """
-import os, sys, time
+import os, sys
 sys.path.insert(0, {tests!r})
 import fake_nvml
 
-class WallClock:
-    call_cost_s = 0.0
-    offset = 0.0
-
-    @property
-    def now(self):
-        return time.perf_counter() + self.offset
-
-    @now.setter
-    def now(self, value):
-        self.offset = value - time.perf_counter()
-
 watts = float(os.environ.get("FAKE_WATTS", "100"))
-sys.modules["pynvml"] = fake_nvml.FakeNvml(
-    [fake_nvml.FakeGpu("GPU-aaaa", watts=watts), fake_nvml.FakeGpu("GPU-bbbb", watts=watts)], clock=WallClock())
-
-import pytest_llm_energy.meters.nvml as nvml
-nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
+fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=watts),
+                                   fake_nvml.FakeGpu("GPU-bbbb", watts=watts)])
 """
 
 STEADY = """

@@ -23,7 +23,7 @@ import pytest
 from pytest_llm_energy.baseline import read_file
 from pytest_llm_energy.meters.nvml import NvmlMeter
 
-from .fake_nvml import Clock, FakeGpu, FakeNvml
+from .fake_nvml import FakeGpu, FakeNvml, WallClock
 
 # Hypothesis's plugin imports all of hypothesis at the end of every in-process run (pytester drops what a run
 # imported): 1.5 s a run. No inner run here uses it.
@@ -127,21 +127,6 @@ def test_bad_marker_values_stop_the_run_naming_test_and_keyword(pytester, keywor
             pass
     """)
     assert_usage_error(pytester.runpytest(*ARGS), pattern)
-
-
-class WallClock(Clock):
-    """The fake counter follows real time, as the meter's own clock and sleep are the real ones."""
-
-    call_cost_s = 0.0
-    offset = 0.0
-
-    @property
-    def now(self):
-        return time.perf_counter() + self.offset
-
-    @now.setter
-    def now(self, value):
-        self.offset = value - time.perf_counter()
 
 
 @pytest.fixture

@@ -76,7 +76,9 @@ def test_a_pinned_worker_measures_its_own_gpu_only(monkeypatch):
     clock = Clock()
     nvml = FakeNvml([FakeGpu("GPU-aaaa", watts=100.0), FakeGpu("GPU-bbbb", watts=300.0)], clock=clock)
     config = types.SimpleNamespace(workerinput={"workerid": "gw1", GPU_INPUT_KEY: "GPU-bbbb"})
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    # Set before deleting, so monkeypatch records it and also undoes the variable pin_worker writes.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert xdist_support.pin_worker(config) == "GPU-bbbb"
     meter = NvmlMeter(nvml=nvml, clock=clock, sleep=clock.sleep)
     assert [d.uuid for d in meter.devices] == ["GPU-bbbb"]
@@ -228,28 +230,13 @@ def test_the_group_suffix_xdist_adds_is_removed_from_test_ids():
 # --- a 2-GPU runner, simulated: the fake NVML stands in for pynvml in the controller and each worker -----
 
 FAKE_NVML_CONFTEST = """
-import sys, time
+import sys
 sys.path.insert(0, {tests!r})
 import fake_nvml
 
-class WallClock:
-    call_cost_s = 0.0
-    offset = 0.0
-
-    @property
-    def now(self):
-        return time.perf_counter() + self.offset
-
-    @now.setter
-    def now(self, value):
-        self.offset = value - time.perf_counter()
-
 # Two H100s that draw different power, so each record shows which GPU its worker measured.
-sys.modules["pynvml"] = fake_nvml.FakeNvml(
-    [fake_nvml.FakeGpu("GPU-aaaa", watts=100.0), fake_nvml.FakeGpu("GPU-bbbb", watts=400.0)], clock=WallClock())
-
-import pytest_llm_energy.meters.nvml as nvml
-nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2  # the real idle window is 2 s
+fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=100.0),
+                                   fake_nvml.FakeGpu("GPU-bbbb", watts=400.0)])
 """
 
 SLEEPY = """
