@@ -94,26 +94,36 @@ class RaplMeter(Meter):
         return "rapl (package energy counters; measured) on " + ", ".join(d.name for d in self.domains)
 
 
-def process_tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and all of its live descendants (e.g. a vLLM server).
+SELF = "self"
+
+
+def process_tree_cpu_seconds() -> dict:
+    """User + system CPU seconds of this process and of each live descendant (e.g. a vLLM server).
 
     This process is read with `time.process_time()` (nanosecond clock, all threads); descendants only
-    through /proc, which counts in 10 ms ticks.
+    through /proc, which counts in 10 ms ticks. Keyed per process (pid and start time, so a reused pid is
+    another process), so a window can difference each one: a descendant that ends during a window must not
+    take its earlier CPU time out of the sum.
     """
     import psutil
 
-    total = time.process_time()
+    seconds = {SELF: time.process_time()}
     try:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
-        return total
+        return seconds
     for process in children:
         try:
             times = process.cpu_times()
+            seconds[(process.pid, process.create_time())] = times.user + times.system
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+    return seconds
+
+
+def cpu_seconds_between(before: dict, after: dict) -> float:
+    """CPU seconds used between two readings by the processes alive at the second (new ones: all of theirs)."""
+    return sum(used - before.get(key, 0.0) for key, used in after.items())
 
 
 class CpuTimeMeter(Meter):
@@ -133,7 +143,7 @@ class CpuTimeMeter(Meter):
 
     def end(self, start) -> Reading:
         started_at, cpu_before = start
-        cpu_seconds = process_tree_cpu_seconds() - cpu_before
+        cpu_seconds = cpu_seconds_between(cpu_before, process_tree_cpu_seconds())
         seconds = time.perf_counter() - started_at
         if cpu_seconds <= 0:
             raise MeterError(
