@@ -64,6 +64,17 @@ class ServerProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def ended_within(self, seconds: float) -> bool:
+        """Whether the server has ended, waiting up to `seconds` for it: a killed process closes its sockets
+        before it can be reaped, so a client can see the connection reset before the exit is visible."""
+        if self._process is None:
+            return False
+        try:
+            self._process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     @property
     def exit_code(self) -> int | None:
         """The server's exit status once it has ended (negative: the signal that ended it)."""

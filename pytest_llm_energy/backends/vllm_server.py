@@ -37,6 +37,7 @@ DEFAULT_START_TIMEOUT_S = 900.0  # an 8B model with CUDA-graph capture takes min
 REQUESTS_PER_SLOT = 4
 MAX_ATTEMPTS = 4
 MAX_REQUESTS = 100_000
+DEATH_GRACE_S = 2.0  # after a failed load, how long to wait for a dying server to become visibly dead
 
 
 @dataclass(frozen=True)
@@ -187,17 +188,24 @@ class VLLMServerBackend(Backend):
         try:
             return _run_async(coroutine)
         except Exception as error:
-            server = self._server
-            if server is not None and not server.running:
-                raise BackendError(f"vllm-server died during the run (exit code {server.exit_code}); "
-                                   f"log: {server.log_path}") from error
+            death = self._death(grace_s=DEATH_GRACE_S)
+            if death is not None:
+                raise death from error
             raise
 
+    def _death(self, grace_s: float = 0.0) -> BackendError | None:
+        """The error to raise if the server started here has died (close() forgets a server it stopped)."""
+        server = self._server
+        if server is None or not server.ended_within(grace_s):
+            return None
+        return BackendError(f"vllm-server died during the run (exit code {server.exit_code}); log: {server.log_path}")
+
     def _require_url(self) -> str:
-        if self._server is None or not self._server.running:
-            log = f"; log: {self._server.log_path}" if self._server is not None else ""
-            raise BackendError(f"vllm-server is not running (used before load(), after close(), or it "
-                               f"crashed){log}")
+        death = self._death()  # between two loads: the same message as during one
+        if death is not None:
+            raise death
+        if self._server is None:
+            raise BackendError("vllm-server is not running (used before load() or after close())")
         return self.base_url
 
 
