@@ -6,9 +6,17 @@ suites declare (suites/conftest.py `run_noise_for`, 8% for the decoding suite), 
 card-to-card noise where a later run measured on another physical GPU (UUIDs differ), as the plugin does.
 Each run's own verdicts (the rule and defaults of the code it ran) are printed beside. Reproduce:
 
-    python benchmarks/same_card_check.py benchmarks/results/h200/suites_record.json \
+    python benchmarks/same_card_check.py --record benchmarks/results/h200/suites_record.json \
         benchmarks/results/h200/suites_check.json benchmarks/results/h200/suites_recheck.json \
-        benchmarks/results/h200/suites_check_card3.json benchmarks/results/h200/suites_check_card4.json
+        benchmarks/results/h200/suites_check_card3.json benchmarks/results/h200/suites_check_card4.json \
+        benchmarks/results/h200/suites_check_card5.json
+    python benchmarks/same_card_check.py --record benchmarks/results/h100/suites_record_chat.json \
+        --record benchmarks/results/h100/suites_record_code_decoding.json \
+        benchmarks/results/h100/suites_check_chat.json benchmarks/results/h100/suites_check_code_decoding.json \
+        benchmarks/results/h100/suites_recheck.json
+
+A record may come as several reports (suite halves run one after the other); `--card-noise 0` shows what the
+rule alone, without card-to-card noise, would call.
 """
 
 from __future__ import annotations
@@ -37,13 +45,17 @@ def suite_run_noise():
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("record", type=Path, help="JSON report of the run that recorded the baselines")
+    parser.add_argument("--record", type=Path, action="append", required=True,
+                        help="JSON report of the run that recorded the baselines (repeat for a record in parts)")
     parser.add_argument("later", type=Path, nargs="+", help="JSON reports of later runs of the same suites")
     parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--card-noise", type=float,
+                        default=next(option.default for option in OPTIONS if option.name == "card_noise"),
+                        help="card-to-card noise per card (default: the plugin's)")
     args = parser.parse_args(argv)
     run_noise_for = suite_run_noise()
-    card_noise = next(option.default for option in OPTIONS if option.name == "card_noise")
-    recorded = {r["nodeid"]: r for r in json.loads(args.record.read_text())["results"]}
+    card_noise = args.card_noise
+    recorded = {r["nodeid"]: r for path in args.record for r in json.loads(path.read_text())["results"]}
     rows, changes = [], 0
     for run, path in enumerate(args.later, start=2):
         for result in sorted(json.loads(path.read_text())["results"], key=lambda r: r["nodeid"]):
@@ -52,7 +64,7 @@ def main(argv=None) -> int:
                      else run_noise_for(result["workload"]["batch_size"]))
             gpus = _gpus(result)
             other_card = gpus != _gpus(baseline)
-            if other_card:
+            if other_card and card_noise:
                 noise = combine_noise(noise, card_noise)
             decision = decide(baseline["samples"], result["samples"], args.tolerance, run_noise=noise)
             changes += decision.verdict in ("regressed", "improved")
