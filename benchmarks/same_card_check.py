@@ -2,7 +2,7 @@
 
 Reads the JSON reports of the run that recorded the baselines and of later runs of the same suites, and judges
 each later run's samples against the recorded ones with the plugin's decision rule and the run-to-run noise the
-suites declare (suites/conftest.py `run_noise_for`, 8% for the decoding suite), plus the plugin's default
+suites declare (suites/conftest.py `RUN_NOISE`, 8% for the decoding suite), plus the plugin's default
 card-to-card noise where a later run measured on another physical GPU (UUIDs differ), as the plugin does.
 Each run's own verdicts (the rule and defaults of the code it ran) are printed beside. Reproduce:
 
@@ -16,7 +16,7 @@ Each run's own verdicts (the rule and defaults of the code it ran) are printed b
         benchmarks/results/h100/suites_recheck.json
 
 A record may come as several reports (suite halves run one after the other); `--card-noise 0` shows what the
-rule alone, without card-to-card noise, would call.
+rule would call without card-to-card noise, `--run-noise b8=0.06,b32=0.02` with the suites' earlier floors.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ SUITES = Path(__file__).resolve().parent.parent / "suites"
 DECODING_RUN_NOISE = 0.08  # suites/test_decoding.py
 
 
-def suite_run_noise():
+def suite_run_noise() -> float:
     spec = importlib.util.spec_from_file_location("suites_conftest", SUITES / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.run_noise_for
+    return module.RUN_NOISE
 
 
 def main(argv=None) -> int:
@@ -52,16 +52,21 @@ def main(argv=None) -> int:
     parser.add_argument("--card-noise", type=float,
                         default=next(option.default for option in OPTIONS if option.name == "card_noise"),
                         help="card-to-card noise per card (default: the plugin's)")
+    parser.add_argument("--run-noise", type=_run_noise_by_batch, default=None, metavar="SPEC",
+                        help="run noise of the chat, code and backends bins: 0.06, or per batch size "
+                             "b8=0.06,b32=0.02 (default: the suites' RUN_NOISE)")
     args = parser.parse_args(argv)
-    run_noise_for = suite_run_noise()
+    run_noise_by_batch = args.run_noise or {}
+    default_run_noise = suite_run_noise()
     card_noise = args.card_noise
     recorded = {r["nodeid"]: r for path in args.record for r in json.loads(path.read_text())["results"]}
     rows, changes = [], 0
     for run, path in enumerate(args.later, start=2):
         for result in sorted(json.loads(path.read_text())["results"], key=lambda r: r["nodeid"]):
             baseline = recorded[result["nodeid"]]
+            batch_size = result["workload"]["batch_size"]
             noise = (DECODING_RUN_NOISE if "test_decoding" in result["nodeid"]
-                     else run_noise_for(result["workload"]["batch_size"]))
+                     else run_noise_by_batch.get(batch_size, run_noise_by_batch.get(None, default_run_noise)))
             gpus = _gpus(result)
             other_card = gpus != _gpus(baseline)
             if other_card and card_noise:
@@ -75,6 +80,14 @@ def main(argv=None) -> int:
                                   "verdict in the run"], tablefmt="github"))
     print(f"\n{len(rows)} comparisons, {changes} called a change")
     return 1 if changes else 0
+
+
+def _run_noise_by_batch(text: str) -> dict[int | None, float]:
+    """'0.06' -> {None: 0.06} (every batch size); 'b8=0.06,b32=0.02' -> {8: 0.06, 32: 0.02}."""
+    if "=" not in text:
+        return {None: float(text)}
+    pairs = (part.split("=") for part in text.split(","))
+    return {int(batch.strip().removeprefix("b")): float(noise) for batch, noise in pairs}
 
 
 def _gpus(result: dict) -> list[str]:
