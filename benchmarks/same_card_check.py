@@ -54,12 +54,12 @@ def main(argv=None) -> int:
                         help="card-to-card noise per card (default: the plugin's)")
     parser.add_argument("--run-noise", type=_run_noise_by_batch, default=None, metavar="SPEC",
                         help="run noise of the chat, code and backends bins: 0.06, or per batch size "
-                             "b8=0.06,b32=0.02 (default: the suites' RUN_NOISE)")
+                             "b8=0.06,b32=0.02 (batch sizes not named, and the default: the suites' RUN_NOISE)")
     args = parser.parse_args(argv)
     run_noise_by_batch = args.run_noise or {}
     default_run_noise = suite_run_noise()
     card_noise = args.card_noise
-    recorded = {r["nodeid"]: r for path in args.record for r in json.loads(path.read_text())["results"]}
+    recorded = _recorded(args.record)
     rows, changes = [], 0
     for run, path in enumerate(args.later, start=2):
         for result in sorted(json.loads(path.read_text())["results"], key=lambda r: r["nodeid"]):
@@ -84,10 +84,23 @@ def main(argv=None) -> int:
 
 def _run_noise_by_batch(text: str) -> dict[int | None, float]:
     """'0.06' -> {None: 0.06} (every batch size); 'b8=0.06,b32=0.02' -> {8: 0.06, 32: 0.02}."""
-    if "=" not in text:
-        return {None: float(text)}
-    pairs = (part.split("=") for part in text.split(","))
-    return {int(batch.strip().removeprefix("b")): float(noise) for batch, noise in pairs}
+    try:
+        if "=" not in text:
+            return {None: float(text)}
+        pairs = (part.split("=") for part in text.split(","))
+        return {int(batch.strip().removeprefix("b")): float(noise) for batch, noise in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0.06 or b8=0.06,b32=0.02, got {text!r}") from None
+
+
+def _recorded(paths: list[Path]) -> dict[str, dict]:
+    recorded: dict[str, dict] = {}
+    for path in paths:
+        for result in json.loads(path.read_text())["results"]:
+            if result["nodeid"] in recorded:
+                raise SystemExit(f"{path}: {result['nodeid']} is also in an earlier --record report")
+            recorded[result["nodeid"]] = result
+    return recorded
 
 
 def _gpus(result: dict) -> list[str]:
