@@ -92,12 +92,14 @@ def hardware_changed(found: list[Change], on_cpu: bool) -> list[Change]:
 def git_commit(directory: Path) -> str | None:
     """HEAD of the repository holding `directory`, with '-dirty' when the tree has changes.
 
-    Where the tests run from a copy without .git (a CI artifact, a remote runner), the commit can be given
-    in ENERGY_GIT_COMMIT (or GitHub's GITHUB_SHA).
+    ENERGY_GIT_COMMIT, where set, wins: a copy of a checkout on a remote runner can carry a `.git` older than
+    its files. Where there is no repository (a CI artifact), GitHub's GITHUB_SHA is used.
     """
     import os
 
-    given = os.environ.get("ENERGY_GIT_COMMIT") or os.environ.get("GITHUB_SHA")
+    if os.environ.get("ENERGY_GIT_COMMIT"):
+        return os.environ["ENERGY_GIT_COMMIT"]
+    given = os.environ.get("GITHUB_SHA")
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10
