@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tabulate import tabulate
 
-from pytest_llm_energy.config import OPTIONS
+from pytest_llm_energy.config import OPTIONS_BY_NAME
 from pytest_llm_energy.stats import combine_noise, decide
 
 TRIALS = 5
@@ -28,7 +28,7 @@ def first_regressed(baseline: list[float], run_noise: float) -> int | None:
 
 
 def main() -> None:
-    card_noise = next(option.default for option in OPTIONS if option.name == "card_noise")
+    card_noise = OPTIONS_BY_NAME["card_noise"].default
     rng = np.random.default_rng(0)
     rows = []
     for spread in (0.01, 0.03):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_llm_energy.config import OPTIONS
+from pytest_llm_energy.config import OPTIONS_BY_NAME
 from pytest_llm_energy.stats import combine_noise, decide
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("later", type=Path, nargs="+", help="JSON reports of later runs of the same suites")
     parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--card-noise", type=float,
-                        default=next(option.default for option in OPTIONS if option.name == "card_noise"),
+                        default=OPTIONS_BY_NAME["card_noise"].default,
                         help="card-to-card noise per card (default: the plugin's)")
     parser.add_argument("--run-noise", type=_run_noise_by_batch, default=None, metavar="SPEC",
                         help="run noise of the chat, code and backends bins: 0.06, or per batch size "
