@@ -125,6 +125,11 @@ class Option:
     def ini(self) -> str:
         return "energy_" + self.name
 
+    @property
+    def cli_help(self) -> str:
+        """The help as argparse wants it: argparse %-formats option help (pytest's ini help is shown as is)."""
+        return self.help.replace("%", "%%")
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("gpu", _gpu_key, GPU_AUTO, "which baseline set and meter: a GPU key (h100, h200, a100, ...) "

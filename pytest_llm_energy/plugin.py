@@ -49,9 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest = "energy_" + option.name
         if option.flag:
             group.addoption(option.cli, action="store_const", const=True, default=None, dest=dest,
-                            help=option.help)
+                            help=option.cli_help)
         else:
-            group.addoption(option.cli, action="store", default=None, dest=dest, help=option.help)
+            group.addoption(option.cli, action="store", default=None, dest=dest, help=option.cli_help)
         parser.addini(option.ini, option.help, default=None)
 
 
