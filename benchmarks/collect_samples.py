@@ -76,11 +76,10 @@ def matmul_iterations(seconds: float) -> int:
 def hf_measure(runner, backend, batch: int):
     """One window per call; +X% generates ceil(128 x (1 + X/100)) tokens per request, counted as 128."""
     from pytest_llm_energy import Workload
-    from pytest_llm_energy.runner import TrialPlan
+    from pytest_llm_energy.trials import TrialPlan
 
     nominal = 128
-    plan = TrialPlan(warmup=1, trials=1, max_trials=1, time_budget=None, tolerance=0.05, confidence=0.99,
-                     baseline=None)
+    plan = TrialPlan(warmup=1, trials=1, max_trials=1)
 
     def measure(factor: float) -> float:
         workload = Workload(256, math.ceil(nominal * factor) if factor > 1 else nominal, batch)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llm_energy import Workload
-from pytest_llm_energy.runner import sync_cuda
+from pytest_llm_energy.meters.base import sync_device
 
 ROUNDS = int(os.environ.get("OVERHEAD_ROUNDS", "10"))
 # Batch 32 by default: on HF eager, batch 8's spread (~15%) drowns a 1% difference. OVERHEAD_COMPILE=1 runs
@@ -37,12 +37,12 @@ def _through_energy_run(energy) -> tuple[float, float]:
 def _direct(energy, repeats: int) -> tuple[float, float]:
     backend = energy.backend
     prepared = backend.prepare(WORKLOAD)
-    sync_cuda()
+    sync_device()
     start = energy.meter.begin()
     began = time.perf_counter()
     for _ in range(repeats):
         backend.generate(prepared)
-    sync_cuda()
+    sync_device()
     seconds = time.perf_counter() - began
     reading = energy.meter.end(start)
     return seconds / repeats, reading.joules / repeats

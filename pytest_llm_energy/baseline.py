@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import re
-import stat
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
-from .errors import BaselineError
+from .errors import BaselineError, EnergyUsageError
+from .files import atomic_write, clean_for_json, display_path, positive_number, read_json
 
 SCHEMA = "pytest-llm-energy/baseline"
 SCHEMA_VERSION = 1
@@ -75,33 +73,6 @@ def relative_path_for(nodeid: str) -> Path:
     return Path(*parts) if parts else Path("_" + SUFFIX)
 
 
-def _round(value: float) -> float:
-    # Six significant digits keep diffs readable; the meter is not more precise than that.
-    return float(f"{value:.6g}")
-
-
-def clean_for_json(value, *, round_floats: bool = True):
-    """Plain strict JSON: inf/nan become None, tuples lists, keys strings, str subclasses str.
-
-    The last matters beyond JSON: xdist's execnet refuses str subclasses such as `torch.__version__`.
-
-    Baselines round floats to six significant digits (readable diffs); reports keep full precision.
-    """
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        return _round(value) if round_floats else float(value)
-    if isinstance(value, Mapping):
-        return {str(k): clean_for_json(v, round_floats=round_floats) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_for_json(v, round_floats=round_floats) for v in value]
-    if isinstance(value, str) and type(value) is not str:
-        return str(value)
-    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():  # numpy scalars: execnet refuses them too
-        return clean_for_json(value.item(), round_floats=round_floats)
-    return value
-
-
 _FIX_ENTRY = "fix that entry, delete it, or restore the file from git"
 
 
@@ -111,11 +82,11 @@ def _validate_entry(path: Path, nodeid: str, entry) -> BaselineEntry:
         raise BaselineError(f"{where} is not an object; fix it or restore the file from git")
     value = entry.get("joules_per_token")
     samples = entry.get("samples")
-    if not _positive(value):
+    if not positive_number(value):
         raise BaselineError(
             f"{where}: joules_per_token must be a positive number, got {_shown(value)}; {_FIX_ENTRY}"
         )
-    if not isinstance(samples, list) or not samples or not all(_positive(s) for s in samples):
+    if not isinstance(samples, list) or not samples or not all(positive_number(s) for s in samples):
         raise BaselineError(f"{where}: samples must be a non-empty list of positive numbers; {_FIX_ENTRY}")
     fingerprint = entry.get("fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, Mapping):  # compared with every run's stack
@@ -130,53 +101,14 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:36] + "..."
 
 
-def _positive(value) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value) and value > 0
-    except OverflowError:  # an integer of hundreds of digits is no energy reading
-        return False
-
-
-class _NotStrictJson(ValueError):
-    pass
-
-
-def _refuse_constant(name: str):
-    # Python reads NaN and Infinity, but this store writes strict JSON: a file it could not write back
-    # would stop the next update of any test in it.
-    raise _NotStrictJson(name)
-
-
 def read_file(path: Path) -> dict[str, BaselineEntry]:
     """Read one baseline file; any problem is a BaselineError that names the file and what to do."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not UTF-8 text; restore it from git or delete it") from None
-    except OSError as error:
-        raise BaselineError(
-            f"{path}: cannot read ({error.strerror or error}); make it a readable file or move it away"
-        ) from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as error:
-        raise BaselineError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
-            "restore it from git or delete it"
-        ) from None
-    except _NotStrictJson as error:
-        raise BaselineError(
-            f"{path}: {error} is not valid JSON (strict JSON has no NaN or Infinity); write null instead, "
-            "or restore it from git"
-        ) from None
-    except RecursionError:
-        raise BaselineError(f"{path}: JSON nested too deeply; restore it from git or delete it") from None
-    except ValueError:  # an integer literal longer than Python converts (4300 digits)
-        raise BaselineError(
-            f"{path}: JSON holds a number too long to read; restore it from git or delete it"
-        ) from None
+    return read_document(path)[1]
+
+
+def read_document(path: Path) -> tuple[str | None, dict[str, BaselineEntry]]:
+    """One baseline file: the GPU key it names (if any) and its entries, every one checked."""
+    data = read_json(path, error=BaselineError, fix="restore it from git or delete it")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise BaselineError(f"{path}: not a pytest-llm-energy baseline (missing \"schema\": \"{SCHEMA}\"); "
                             "move it out of the baselines folder or restore it from git")
@@ -198,7 +130,9 @@ def read_file(path: Path) -> dict[str, BaselineEntry]:
         raise BaselineError(
             f"{path}: \"entries\" must be an object of test id -> result; restore it from git or delete it"
         )
-    return {nodeid: _validate_entry(path, nodeid, entry) for nodeid, entry in entries.items()}
+    gpu = data.get("gpu")
+    return (str(gpu) if gpu else None), {nodeid: _validate_entry(path, nodeid, entry)
+                                         for nodeid, entry in entries.items()}
 
 
 def _render(gpu_key: str, entries: Mapping[str, Mapping]) -> str:
@@ -226,39 +160,6 @@ def _folder_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _mode_for(path: Path) -> int:
-    """The permissions a replaced file keeps; a new file gets what open() would give it under the umask."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            # mkstemp makes the file 0600: a shared baseline would become unreadable to the rest of the team.
-            os.chmod(temp, _mode_for(path))
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class BaselineStore:
@@ -322,7 +223,7 @@ class BaselineStore:
                 merged.update(new_entries)
                 text = _render(self.gpu_key, merged)
                 if not path.exists() or path.read_text(encoding="utf-8") != text:
-                    _atomic_write(path, text)
+                    atomic_write(path, text)
                 self._files.pop(path, None)
                 summaries.append(WriteSummary(path, added, updated))
         if errors:
@@ -330,18 +231,75 @@ class BaselineStore:
         return summaries
 
 
-def iter_entries(root: Path) -> Iterator[tuple[str, BaselineEntry]]:
-    """Every entry under a baselines root, a GPU folder, or one file, with the GPU key its file names."""
-    root = Path(root)
-    if root.is_file():
-        paths = [root]
-    elif root.is_dir():
-        paths = sorted(p for p in root.rglob("*" + SUFFIX)
-                       if not any(part.startswith(".") for part in p.relative_to(root).parts))
+# --- a whole set of baselines: a root, one GPU folder or one file, on disk or at a git revision ---------
+
+
+@dataclass(frozen=True)
+class BaselineSet:
+    """Every entry under one path, keyed by (GPU key, test id); `label` says where they came from."""
+
+    label: str
+    entries: Mapping[tuple[str, str], BaselineEntry]
+    files: int
+
+    def gpus(self) -> list[str]:
+        return sorted({gpu for gpu, _ in self.entries})
+
+
+def hidden(relative: Path | PurePosixPath) -> bool:
+    """Lock and temporary files of the store start with a dot, as may a folder a user hides."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def read_set(path: str | Path, label: str | None = None) -> BaselineSet:
+    """A baselines root (`baselines/`), one GPU folder (`baselines/h100/`) or one baseline file.
+
+    The GPU key of each entry is its file's "gpu" field, or else its GPU folder (the first folder under a
+    baselines root), so any of the three levels reads the same way.
+    """
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*" + SUFFIX) if not hidden(p.relative_to(path)))
     else:
-        raise BaselineError(f"{root}: no such baselines folder or file")
-    for path in paths:
-        entries = read_file(path)
-        gpu = json.loads(path.read_text(encoding="utf-8")).get("gpu")  # read_file checked it is JSON
-        for entry in entries.values():
-            yield str(gpu or path.parent.name), entry
+        raise EnergyUsageError(f"{path}: no such baselines folder or file")
+    entries: dict[tuple[str, str], BaselineEntry] = {}
+    for file in files:
+        named, stored = read_document(file)
+        folder = file.relative_to(path).parts[0] if file != path and len(file.relative_to(path).parts) > 1 else None
+        gpu = named or folder or "unknown"
+        for nodeid, entry in stored.items():
+            if (gpu, nodeid) in entries:
+                raise BaselineError(
+                    f"{file}: test {nodeid!r} on {gpu} is also in {entries[gpu, nodeid].path}; "
+                    "give one GPU's baselines once"
+                )
+            entries[gpu, nodeid] = entry
+    return BaselineSet(label or display_path(path), entries, len(files))
+
+
+def read_set_at(revision: str, path: str | Path) -> BaselineSet:
+    """The baselines committed at `revision` under `path` (a folder or file of the working tree).
+
+    The files are copied out of git into a temporary folder and read exactly like files on disk, so both
+    sides of a comparison pass the same checks; errors and entries name them as `REVISION:path`.
+    """
+    from . import git
+
+    with tempfile.TemporaryDirectory(prefix="llm-energy-baselines-") as temporary:
+        root = Path(temporary)
+        copied, relative = git.export(revision, path, root, keep=lambda name: name.endswith(SUFFIX),
+                                      hide=hidden)
+        label = f"{revision}:{relative}"
+        if not copied.exists():  # nothing there at that revision: every entry of the other side is new
+            return BaselineSet(label, {}, 0)
+        try:
+            found = read_set(copied, label)
+        except BaselineError as error:  # name the file as the reader knows it, not the temporary copy
+            raise BaselineError(str(error).replace(f"{root}/", f"{revision}:")) from None
+        entries = {
+            key: replace(entry, path=Path(f"{revision}:{entry.path.relative_to(root).as_posix()}"))
+            for key, entry in found.entries.items()
+        }
+        return BaselineSet(label, entries, found.files)

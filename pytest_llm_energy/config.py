@@ -12,69 +12,55 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from .backends import BACKENDS, BackendOptions
 from .errors import EnergyUsageError
+from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 
 GPU_AUTO = "auto"
-BACKEND_NAMES = ("hf", "vllm", "vllm-server")
-DEFAULT_CPU_MODEL = "tiny-llama"
-DEFAULT_GPU_MODEL = "llama-3.2-1b"
+
+
+def _number(text, convert: Callable[[str], float], accept: Callable[[float], bool], unreadable: str,
+            out_of_range: str | None = None):
+    """A number from an option, ini value or marker keyword; `unreadable` / `out_of_range` say what was
+    expected (one text serves both where one says it all)."""
+    try:
+        value = convert(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected {unreadable}, got {text!r}") from None
+    try:
+        acceptable = math.isfinite(value) and accept(value)
+    except OverflowError:  # an integer of hundreds of digits
+        acceptable = False
+    if not acceptable:
+        raise ValueError(f"expected {out_of_range or unreadable}, got {text!r}")
+    return value
 
 
 def _positive_int(text) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def _non_negative_int(text) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 def _fraction(text) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected a fraction such as 0.05 (5%), got {text!r}") from None
-    if not math.isfinite(value) or not 0 < value < 1:
-        raise ValueError(f"expected a fraction between 0 and 1 such as 0.05 (5%), got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v < 1, "a fraction such as 0.05 (5%)",
+                   "a fraction between 0 and 1 such as 0.05 (5%)")
 
 
 def _confidence(text) -> float:
-    value = _fraction(text)
-    if value < 0.5:
-        raise ValueError(f"expected a confidence such as 0.99, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0.5 <= v < 1, "a confidence such as 0.99 (99%)",
+                   "a confidence between 0.5 and 1 such as 0.99 (99%)")
 
 
 def _run_noise(text) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected a fraction such as 0.05 (5%), got {text!r}") from None
-    if not math.isfinite(value) or not 0 <= value < 1:
-        raise ValueError(f"expected a fraction in [0, 1) such as 0.05 (5%), got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 <= v < 1, "a fraction such as 0.05 (5%)",
+                   "a fraction in [0, 1) such as 0.05 (5%)")
 
 
 def _positive_float(text) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a positive number")
 
 
 def _flag(text) -> bool:
@@ -97,8 +83,8 @@ def _gpu_key(text) -> str:
 
 def _backend(text) -> str:
     value = str(text).strip()
-    if value not in BACKEND_NAMES:
-        raise ValueError(f"expected one of {', '.join(BACKEND_NAMES)}, got {text!r}")
+    if value not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}, got {text!r}")
     return value
 
 
@@ -190,23 +176,31 @@ def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]
     return values
 
 
-# Marker keywords: name -> parser. Workload and backend keywords feed energy.run().
+# Marker keywords: name -> parser. Workload and backend keywords feed energy.run(); the backend ones are the
+# fields of BackendOptions, checked by their type.
+_PARSER_FOR_TYPE: dict[str, Callable[[Any], Any]] = {
+    "str": _text, "bool": _flag, "int": _positive_int, "int | None": _positive_int, "float": _positive_float,
+}
 _BACKEND_OPTION_KEYWORDS: dict[str, Callable[[Any], Any]] = {
-    "dtype": _text, "device": _text, "tensor_parallel_size": _positive_int, "cuda_graphs": _flag,
-    "compile": _flag, "static_cache": _flag, "attention": _text, "request_rate": _positive_float,
-    "arrival": _text, "burstiness": _positive_float, "max_concurrency": _positive_int,
+    name: _PARSER_FOR_TYPE[kind] for name, kind in BackendOptions.field_types().items()
 }
 _WORKLOAD_KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "input_tokens": _positive_int, "output_tokens": _positive_int, "batch_size": _positive_int,
     "decoding": lambda v: v, "seed": _non_negative_int,
 }
+_SETTING_KEYWORDS = ("tolerance", "trials", "max_trials", "time_budget", "warmup", "confidence", "run_noise",
+                     "card_noise", "min_window", "strict", "model", "backend")
 MARKER_KEYWORDS: dict[str, Callable[[Any], Any]] = {
-    "tolerance": _fraction, "trials": _positive_int, "max_trials": _positive_int,
-    "time_budget": _positive_float, "warmup": _non_negative_int, "confidence": _confidence,
-    "run_noise": _run_noise, "card_noise": _run_noise,
-    "min_window": _positive_float, "strict": _flag, "model": _text, "backend": _backend,
+    **{name: OPTIONS_BY_NAME[name].parse for name in _SETTING_KEYWORDS},
     **_WORKLOAD_KEYWORDS, **_BACKEND_OPTION_KEYWORDS,
 }
+
+
+def marker_help() -> str:
+    """The `energy` marker's line in `pytest --markers`."""
+    return ("energy(**settings): per-test energy settings: " + ", ".join(_SETTING_KEYWORDS)
+            + "; the workload of energy.run(): " + ", ".join(_WORKLOAD_KEYWORDS)
+            + "; backend options: " + ", ".join(_BACKEND_OPTION_KEYWORDS))
 
 
 @dataclass(frozen=True)

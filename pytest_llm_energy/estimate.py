@@ -309,3 +309,42 @@ def workload_delta(a: WorkloadEstimate, b: WorkloadEstimate) -> WorkloadDelta:
     if a.trace != b.trace or [i.trace_bin for i in a.bins] != [i.trace_bin for i in b.bins]:
         raise EnergyUsageError("a workload delta compares two estimates of the same binned trace")
     return WorkloadDelta(a, b)
+
+
+@dataclass(frozen=True)
+class IdealComparison:
+    """An estimate against the FLOPs ideal of the same requests; `ideal` is None without a model config."""
+
+    model: str | None
+    ideal: FlopsIdeal | None
+    measured_joules: float
+    missing: str | None = None  # why there is no ideal, when there is none
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ideal.ratio(self.measured_joules) if self.ideal is not None else None
+
+    def to_dict(self) -> dict | None:
+        if self.ideal is None:
+            return None
+        data = self.ideal.to_dict()
+        if self.ideal.joules is not None:
+            data |= {"model": self.model, "measured_over_ideal": self.ratio}
+        return data
+
+
+def compare_with_ideal(estimate: WorkloadEstimate, results: ResultSet, *, model: str | None = None,
+                       gpu: str | None = None) -> IdealComparison:
+    """The FLOPs ideal of an estimate: for `model` (a packaged name or config.json), else the model the
+    estimate's results name, on `gpu` (else the estimate's GPU)."""
+    from .models import config_for
+
+    chosen = results.select(configuration=estimate.configuration, batch_size=estimate.batch_size,
+                            decoding=estimate.decoding, gpu=estimate.gpu)
+    names = sorted({m.model for m in chosen.bins if m.model})
+    name = model or (names[0] if len(names) == 1 else None)
+    config = config_for(name, explicit=bool(model)) if name else None
+    if config is None:
+        why = f"no model config for {name}" if name else "the results name no model"
+        return IdealComparison(name, None, estimate.joules, missing=why)
+    return IdealComparison(name, estimate.ideal(config, gpu or estimate.gpu), estimate.joules)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from .config import TestSettings
 from .errors import EnergyUsageError
 from .measurement import Measurement
-from .runner import TrialPlan, sync_cuda
+from .runner import MeasureWindow, measured
+from .trials import TrialPlan
 from .workload import Workload
 
 if TYPE_CHECKING:
@@ -24,25 +24,6 @@ class Trial:
 
     index: int
     warmup: bool
-
-
-class MeasureWindow:
-    """What `with energy.measure() as m:` yields. Set the token counts inside; read the result after."""
-
-    def __init__(self, output_tokens: int | None, input_tokens: int, requests: int) -> None:
-        self.output_tokens = output_tokens
-        self.input_tokens = input_tokens
-        self.requests = requests
-        self.measurement: Measurement | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        # Result attributes (joules, joules_per_token, ...) come from the finished measurement.
-        measurement = self.__dict__.get("measurement")
-        if measurement is None:
-            raise AttributeError(
-                f"{name!r} is known only after the `with energy.measure()` block has ended"
-            )
-        return getattr(measurement, name)
 
 
 class EnergyFixture:
@@ -70,10 +51,7 @@ class EnergyFixture:
         return self._session.meter
 
     def plan(self) -> TrialPlan:
-        baseline = self._session.baseline_samples(self.nodeid)
-        s = self.settings
-        return TrialPlan(s.warmup, s.trials, s.max_trials, s.time_budget, s.tolerance, s.confidence, baseline,
-                         self._session.trial_noise(self.nodeid, s))
+        return self._session.plan_for(self.nodeid, self.settings)
 
     # -- energy.measure() ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -81,29 +59,9 @@ class EnergyFixture:
                 requests: int = 0) -> Iterator[MeasureWindow]:
         """Measure the energy of the code in the block. Set `m.output_tokens` before the block ends."""
         meter = self._session.ready_meter()
-        window = MeasureWindow(output_tokens, input_tokens, requests)
-        sync_cuda()
-        start = meter.begin()
-        try:
+        with measured(meter, self.measurements.append, warmup=self._warming, output_tokens=output_tokens,
+                      input_tokens=input_tokens, requests=requests) as window:
             yield window
-            sync_cuda()
-        except BaseException:
-            integrator = getattr(start, "integrator", None)
-            if integrator is not None:
-                integrator.stop()
-            raise
-        reading = meter.end(start)
-        tokens = window.output_tokens
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
-            raise EnergyUsageError(
-                "energy.measure(): set m.output_tokens to the number of generated tokens (a positive "
-                f"integer) inside the with block, got {tokens!r}"
-            )
-        window.measurement = Measurement.from_reading(
-            reading, output_tokens=tokens, input_tokens=int(window.input_tokens or 0),
-            requests=int(window.requests or 0), warmup=self._warming,
-        )
-        self.measurements.append(window.measurement)
 
     # -- energy.trials() -------------------------------------------------------------------------------
     def trials(self) -> Iterator[Trial]:
@@ -114,12 +72,8 @@ class EnergyFixture:
             self._warming = True
             yield Trial(index, warmup=True)
         self._warming = False
-        started = time.perf_counter()
-        index = 0
-        while plan.wants_more(self.samples, time.perf_counter() - started):
-            self._session.progress(f"{self.nodeid} trial {plan.describe(index + 1)}")
+        for index in plan.run(lambda: self.samples, self._session.progress, self.nodeid):
             yield Trial(index, warmup=False)
-            index += 1
 
     # -- body repetition (--energy-trials with a body that measures once) ------------------------------
     def repeat_body(self, call_body) -> None:
@@ -133,9 +87,7 @@ class EnergyFixture:
                 self._warming = True
                 call_body()
             self._warming = False
-        started = time.perf_counter()
-        while plan.wants_more(self.samples, time.perf_counter() - started):
-            self._session.progress(f"{self.nodeid} trial {plan.describe(len(self.samples) + 1)}")
+        for _ in plan.run(lambda: self.samples, self._session.progress, self.nodeid):
             count = len(self.measurements)
             call_body()
             if len(self.measurements) != count + 1:

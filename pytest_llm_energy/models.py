@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import BackendError, EnergyUsageError
+from .errors import BackendError, EnergyError, EnergyUsageError
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -16,6 +16,7 @@ CONFIGS_DIR = Path(__file__).parent / "configs"
 # ship with the plugin: a packaged model always has random weights, which cost the same energy per token.
 PACKAGED_MODELS = ("llama-3.1-8b", "llama-3.2-1b", "qwen2.5-0.5b", "tiny-llama")
 DEFAULT_CPU_MODEL = "tiny-llama"
+DEFAULT_GPU_MODEL = "llama-3.2-1b"
 SOURCES = ("packaged", "hub", "path")
 RANDOM_PREFIX = "random:"
 
@@ -111,6 +112,25 @@ def resolve_model(text: str | ModelSpec, random_weights: bool | None = None) -> 
         f"unknown model {reference!r}: use a packaged name ({', '.join(PACKAGED_MODELS)}), "
         "a local model folder, or a Hugging Face hub id such as meta-llama/Llama-3.2-1B"
     )
+
+
+def config_for(name: str, *, explicit: bool) -> dict | None:
+    """The HF config of a model: a config.json path, or what `resolve_model` finds for the name.
+
+    When the name came from results rather than from the user, failure means "no config", not an error.
+    """
+    path = Path(name)
+    if path.suffix == ".json" or path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise EnergyUsageError(f"--model {name}: cannot read it as a config.json ({error})") from None
+    try:
+        return dict(resolve_model(name).config_dict())
+    except EnergyError:
+        if explicit:
+            raise
+        return None
 
 
 def packaged_config_dir(name: str) -> Path:

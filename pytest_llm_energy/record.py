@@ -9,9 +9,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from .fingerprint import Change
+from .judge import Judgement
 from .measurement import Measurement
-from .stats import Decision, summarize
+from .stats import summarize
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -53,12 +53,13 @@ def _median_latency(measurements: Sequence[Measurement]) -> dict:
 
 
 def build_record(
-    *, nodeid: str, measurements: Sequence[Measurement], decision: Decision,
-    baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None,
-    stack_changes: Sequence[Change], refused: str | None, meter: str, estimated: bool, run_noise: float = 0.0,
-    other_gpus: Sequence[str] = (), card_noise: float = 0.0,
+    *, nodeid: str, measurements: Sequence[Measurement], judgement: Judgement,
+    baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None, meter: str,
+    estimated: bool,
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
+    decision = judgement.decision
+    other_gpus, card_noise = judgement.other_gpus, judgement.card_noise
     compared = [m for m in measurements if not m.warmup]
     warmups = [m for m in measurements if m.warmup]
     samples = [m.joules_per_output_token for m in compared]
@@ -85,11 +86,11 @@ def build_record(
         "too_noisy": decision.too_noisy,
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
-        "run_noise": run_noise,
+        "run_noise": judgement.run_noise,
         "card_noise": card_noise,  # 0 unless the baseline came from other GPUs
         "baseline_gpus": list(other_gpus),
         "reason": decision.reason,
-        "refused": refused,
+        "refused": judgement.refused,
         "robust_cv": summary.robust_cv,
         "outliers": list(summary.outliers),
         "warmup_samples": [m.joules_per_output_token for m in warmups],
@@ -101,7 +102,8 @@ def build_record(
         "workload": workload,
         "backend": backend,
         "stack_changes": [
-            {"component": c.component, "baseline": c.baseline, "current": c.current} for c in stack_changes
+            {"component": c.component, "baseline": c.baseline, "current": c.current}
+            for c in judgement.stack_changes
         ],
         "decision": decision.to_dict(),
     }

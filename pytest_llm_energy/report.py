@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from .baseline import clean_for_json
+from .errors import EnergyError
+from .files import atomic_write, display_path, dumps
+
+if TYPE_CHECKING:
+    from .session import EnergySession
 
 REPORT_SCHEMA = "pytest-llm-energy/report"
 REPORT_SCHEMA_VERSION = 1
@@ -37,13 +41,17 @@ def interval(record: dict) -> str:
     return f"{low - 1:+.1%}..{high - 1:+.1%}"
 
 
+def noise_note(detectable) -> str:
+    """What a result too noisy to guard its tolerance says about itself."""
+    return "too noisy: detects " + (f">={detectable:.0%}" if _finite(detectable) else "nothing")
+
+
 def notes(record: dict) -> str:
     parts = []
     if record.get("refused"):
         parts.append("not compared: hardware changed")
-    detectable = record.get("detectable")
     if record.get("too_noisy"):
-        parts.append("too noisy: detects " + (f">={detectable:.0%}" if _finite(detectable) else "nothing"))
+        parts.append(noise_note(record.get("detectable")))
     if record.get("verdict") not in ("unchanged", "new"):
         parts.extend(f"{c['component']} {c['baseline']}->{c['current']}" for c in record.get("stack_changes", []))
     parts.extend(record.get("flags", []))
@@ -66,26 +74,22 @@ def terminal_table(records: Sequence[dict], tablefmt: str = "simple") -> str:
     return tabulate(rows(records), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
 
 
-def display_path(path) -> str:
-    """A path as a reader of the report knows it: relative to the current folder when inside it."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
-    except (OSError, ValueError):
-        return str(path)
-
-
 def header_line(document: dict) -> str:
     meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
     folder = document.get("baselines_folder") or document["baselines"]
     return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
 
 
+def count_text(counts: Mapping[str, int]) -> str:
+    """'2 regressed, 1 improved': counts in the order given."""
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n) or "no entries"
+
+
 def verdict_counts(records: Iterable[dict]) -> str:
     counts: dict[str, int] = {}
     for record in records:
         counts[record.get("verdict", "?")] = counts.get(record.get("verdict", "?"), 0) + 1
-    return ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+    return count_text(dict(sorted(counts.items()))) if counts else ""
 
 
 def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
@@ -114,18 +118,6 @@ def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
         table.append(["stack changes", "; ".join(f"{c['component']} {c['baseline']} -> {c['current']}"
                                                   for c in changes)])
     return f"{title}\n{record.get('reason', '')}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
-
-
-def write_json(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(clean_json(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temp, path)
-
-
-def clean_json(document):
-    """A report as strict JSON with full precision (baselines round; reports do not)."""
-    return clean_for_json(document, round_floats=False)
 
 
 # Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the
@@ -182,4 +174,62 @@ def markdown(document: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-__all__ = ["clean_for_json", "failure_message", "markdown", "terminal_table", "write_json"]
+
+
+
+# --- the files of a run ----------------------------------------------------------------------------------
+
+
+def run_document(session: EnergySession, workers: Mapping[str, str] | None = None) -> dict:
+    """The JSON report of a run: what was in force, the stack, and one record per test."""
+    meter = session.meter
+    document = {
+        "schema": REPORT_SCHEMA,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "gpu": session.gpu_key,
+        "meter": meter.name,
+        "estimated": meter.estimated,
+        "meter_description": meter.describe(),
+        "baselines": str(session.baselines_root),
+        "baselines_folder": str(session.store.folder),
+        "updated_baselines": session.update,
+        "fingerprint": session.fingerprint(),
+        "git_commit": session.git_commit(),
+        "started_at": session.started_at.isoformat(timespec="seconds"),
+        "duration_s": session.duration_s(),
+        "python": session.python_version,
+        "results": [session.records[nodeid] for nodeid in sorted(session.records)],
+        "written": [
+            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated)} for w in session.written
+        ],
+    }
+    if workers:
+        document["workers"] = dict(workers)  # xdist worker id -> the UUID of the GPU it measured
+    return document
+
+
+def write_run_reports(document: dict, *, json_path: str | None, md_path: str | None,
+                      plots_folder: str | None) -> tuple[list[Path], str | None]:
+    """The files of the run, once: JSON, Markdown, the GitHub job summary, plots.
+
+    Returns the plots written and, if a file could not be written, why (the run then fails).
+    """
+    plots: list[Path] = []
+    try:
+        if json_path:
+            atomic_write(Path(json_path), dumps(document))
+        if md_path:
+            atomic_write(Path(md_path), markdown(document))
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary and document["results"]:  # GitHub shows this file on the job's page
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown(document) + "\n")
+        if plots_folder and document["results"]:
+            from .plots import write_plots
+
+            plots = write_plots(document, Path(plots_folder))
+    except OSError as error:
+        return plots, f"could not write a report: {error}"
+    except EnergyError as error:
+        return plots, f"could not draw the plots: {error}"
+    return plots, None

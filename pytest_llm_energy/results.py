@@ -7,36 +7,22 @@ skipped and counted, never guessed.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import baseline
+from .backends.base import BackendOptions
 from .binning import Bin
 from .errors import EnergyError, EnergyUsageError
+from .files import positive_number, read_json
+from .report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 from .workload import Workload
 
-REPORT_SCHEMA = "pytest-llm-energy/report"
-REPORT_SCHEMA_VERSION = 1
-
-# Backend options as a fresh BackendOptions writes them (JSON form: inf is stored as null); an option equal to
-# its default is left out of a configuration label, so labels stay short and stable across plugin versions.
-_OPTION_DEFAULTS: dict[str, object] = {
-    "dtype": "auto",
-    "device": "auto",
-    "tensor_parallel_size": 1,
-    "cuda_graphs": True,
-    "compile": False,
-    "static_cache": False,
-    "attention": "sdpa",
-    "request_rate": None,
-    "arrival": "poisson",
-    "burstiness": 1.0,
-    "max_concurrency": None,
-    "extra": {},
-}
+# An option equal to its default (as BackendOptions writes it) is left out of a configuration label, so labels
+# stay short and stable across plugin versions.
+_OPTION_DEFAULTS: dict[str, object] = BackendOptions().to_dict()
 _SHORT_OPTION_NAMES = {"tensor_parallel_size": "tp"}
 
 
@@ -149,12 +135,15 @@ def _is_default(name: str, value) -> bool:
     if name not in _OPTION_DEFAULTS:
         return value is None
     default = _OPTION_DEFAULTS[name]
-    if value == default:
-        return True
-    # an infinite request rate is written as "inf" by BackendOptions.to_dict (strict JSON has no Infinity),
-    # as null by older baseline files and as Infinity by plain json.dumps
-    infinite = value == "inf" or (isinstance(value, float) and math.isinf(value))
-    return default is None and infinite
+    if _infinite(default):
+        # an infinite request rate is written as "inf" by BackendOptions.to_dict (strict JSON has no
+        # Infinity), as null by older baseline files and as Infinity by plain json.dumps
+        return value is None or _infinite(value)
+    return value == default
+
+
+def _infinite(value) -> bool:
+    return value == "inf" or (isinstance(value, float) and math.isinf(value))
 
 
 def _plain(value) -> str:
@@ -163,19 +152,13 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _positive(value) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
 def _measured(
     nodeid: str, entry: Mapping, gpu: str, source: str, default_meter: str | None
 ) -> MeasuredBin | SkippedEntry:
     raw = entry.get("workload")
     if not raw:
         return SkippedEntry(nodeid, source, "no workload (a plain energy.measure() test)")
-    if not _positive(entry.get("joules_per_token")):
+    if not positive_number(entry.get("joules_per_token")):
         return SkippedEntry(
             nodeid, source, f"no measured joules_per_token ({entry.get('joules_per_token')!r})"
         )
@@ -199,7 +182,7 @@ def _measured(
         source=source,
         model=(model.get("name") if isinstance(model, Mapping) else None) or None,
         meter=_meter_label(entry.get("meter"), entry.get("estimated")) or default_meter,
-        samples=tuple(float(s) for s in samples if _positive(s)) if isinstance(samples, list) else (),
+        samples=tuple(float(s) for s in samples if positive_number(s)) if isinstance(samples, list) else (),
     )
 
 
@@ -220,17 +203,7 @@ def _meter_label(meter, estimated) -> str | None:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise EnergyUsageError(f"{path}: not UTF-8 text; give a JSON report or a baselines folder") from None
-    except OSError as error:
-        raise EnergyUsageError(f"{path}: cannot read ({error.strerror or error})") from None
-    except (ValueError, RecursionError) as error:
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
-        raise EnergyUsageError(
-            f"{path}: not valid JSON ({reason}); give a JSON report or a baselines file"
-        ) from None
+    return read_json(path, error=EnergyUsageError, fix="give a JSON report or a baselines folder")
 
 
 def read_report(path: Path, data: Mapping | None = None) -> ResultSet:
@@ -262,36 +235,17 @@ def read_report(path: Path, data: Mapping | None = None) -> ResultSet:
 
 
 def read_baselines(path: Path) -> ResultSet:
-    """A baselines root (`baselines/`), one GPU folder (`baselines/h100/`) or one baseline file.
-
-    The GPU key of each entry is its file's "gpu" field, so any of the three levels reads the same way.
-    """
-    path = Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*" + baseline.SUFFIX)
-            if not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-    else:
-        raise EnergyUsageError(f"{path}: no such results file or baselines folder")
-    pairs = []
-    for file in files:
-        data = _read_json(file)
-        gpu = data.get("gpu") if isinstance(data, Mapping) else None
-        if not gpu and file != path and len(file.relative_to(path).parts) > 1:
-            gpu = file.relative_to(path).parts[0]  # the GPU folder, when the file does not say
-        gpu = str(gpu or "unknown")
-        for nodeid, entry in baseline.read_file(file).items():
-            pairs.append((nodeid, entry.data, gpu))
+    """A baselines root (`baselines/`), one GPU folder (`baselines/h100/`) or one baseline file."""
+    found = baseline.read_set(path, label=str(path))
+    pairs = [(nodeid, entry.data, gpu) for (gpu, nodeid), entry in sorted(found.entries.items())]
     return _collect(pairs, str(path))
 
 
 def load_results(path: str | Path) -> ResultSet:
     """A JSON report file, a baseline file, or a baselines folder: whichever `path` is."""
     path = Path(path)
+    if not path.exists():
+        raise EnergyUsageError(f"{path}: no such results file or baselines folder")
     if path.is_file():
         data = _read_json(path)
         schema = data.get("schema") if isinstance(data, Mapping) else None

@@ -10,19 +10,23 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import fingerprint as stack
+from . import judge
 from .baseline import BaselineEntry, BaselineStore, WriteSummary
-from .config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, TestSettings
-from .errors import BackendUnavailable, EnergyError, EnergyUsageError
+from .config import TestSettings
+from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
+from .judge import Noise
 from .meters import make_meter
 from .meters.base import Meter
+from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
 from .runner import WorkloadRunner
-from .stats import combine_noise, decide
+from .trials import TrialPlan
 from .workload import Workload
 
 
@@ -57,8 +61,7 @@ class EnergySession:
         return bool(self.options["update_baselines"])
 
     def fingerprint(self) -> dict:
-        hardware = self.meter.hardware() if hasattr(self.meter, "hardware") else {}
-        return stack.collect(hardware)
+        return stack.collect(self.meter.hardware())
 
     def git_commit(self) -> str | None:
         return stack.git_commit(self.rootdir)
@@ -81,21 +84,22 @@ class EnergySession:
         return self._runner
 
     def backend_for(self, name: str, model: str, options: dict, workload: Workload):
-        """A loaded backend from the session's pool (one resident at a time); skips if not installed."""
+        """A loaded backend from the session's pool (one resident at a time); skips if not installed.
+
+        Keywords that are not BackendOptions fields go to the backend as `extra`, which it checks on
+        load: a misspelt option is an error that names it, never dropped.
+        """
         import pytest
 
-        from .backends import BackendPool
-        from .backends.base import BackendOptions
+        from .backends import BackendOptions, BackendPool
         from .models import resolve_model
 
         if self._pool is None:
             self._pool = BackendPool()
-        spec = resolve_model(model)
         device = "cpu" if self.gpu_key == CPU_KEY else "cuda"
-        known = {k: v for k, v in options.items() if k in BackendOptions.__dataclass_fields__}
-        known.setdefault("device", device)
+        backend_options = BackendOptions.from_keywords(options, device=device)
         try:
-            return self._pool.get(name, spec, BackendOptions(**known), workload.batch_size)
+            return self._pool.get(name, resolve_model(model), backend_options, workload.batch_size)
         except BackendUnavailable as error:
             pytest.skip(str(error))
 
@@ -108,57 +112,36 @@ class EnergySession:
     def baseline_entry(self, nodeid: str) -> BaselineEntry | None:
         return self.store.lookup(nodeid)
 
-    def baseline_samples(self, nodeid: str) -> tuple[float, ...] | None:
-        entry = self.baseline_entry(nodeid)
-        return entry.samples if entry else None
+    def _noise(self, settings: TestSettings) -> Noise:
+        return Noise(run=settings.run_noise, card=settings.card_noise)
 
-    def other_gpus(self, entry: BaselineEntry | None) -> tuple[str, ...]:
-        """The GPUs (UUIDs) a baseline was measured on, when they are not the ones measuring now."""
-        if entry is None or self.gpu_key == CPU_KEY:
-            return ()
-        now = {device.uuid for device in getattr(self.meter, "devices", ())}
-        before = entry.gpu_uuids
-        return tuple(sorted(before)) if before and now and before != now else ()
-
-    def judged_noise(self, settings: TestSettings, other_gpus: tuple[str, ...]) -> float:
-        """The run noise a test is judged with: its own, combined with card-to-card spread on other GPUs."""
-        if not other_gpus:
-            return settings.run_noise
-        try:
-            return combine_noise(settings.run_noise, settings.card_noise)
-        except ValueError as error:
-            raise EnergyUsageError(f"run_noise and card_noise: {error}; lower one of them") from None
-
-    def trial_noise(self, nodeid: str, settings: TestSettings) -> float:
-        """The noise adaptive trials plan with: the same as the judge will use."""
-        return self.judged_noise(settings, self.other_gpus(self.baseline_entry(nodeid)))
+    def plan_for(self, nodeid: str, settings: TestSettings) -> TrialPlan:
+        """The trials of one test; adaptive ones ask the judge, with the noise it will use, when to stop."""
+        plan = TrialPlan(settings.warmup, settings.trials, settings.max_trials, settings.time_budget)
+        if not settings.adaptive:
+            return plan
+        settled = judge.settled(
+            self.baseline_entry(nodeid), tolerance=settings.tolerance, confidence=settings.confidence,
+            noise=self._noise(settings), gpus=self.meter.device_uuids, on_cpu=self.gpu_key == CPU_KEY,
+            min_trials=settings.trials, max_trials=plan.cap,
+        )
+        return replace(plan, settled=settled)
 
     def judge(self, nodeid: str, settings: TestSettings, fixture) -> dict | None:
         """Compare a test's samples with its baseline; the record says the verdict and why."""
         if not fixture.samples:
             return None
         entry = self.baseline_entry(nodeid)
-        current = self.fingerprint()
-        changes = stack.changes(entry.fingerprint if entry else None, current)
-        hardware = stack.hardware_changed(changes, on_cpu=self.gpu_key == CPU_KEY)
-        refused = None
-        baseline_samples = entry.samples if entry else None
-        if hardware and not self.options["allow_hardware_change"]:
-            refused = (
-                "baseline was recorded on other hardware (" + "; ".join(map(str, hardware)) + "); not "
-                "compared. Record a baseline here with --energy-update-baselines, or compare anyway with "
-                "--energy-allow-hardware-change"
-            )
-        other_gpus = self.other_gpus(entry)
-        decision = decide(baseline_samples, fixture.samples, settings.tolerance, confidence=settings.confidence,
-                          run_noise=self.judged_noise(settings, other_gpus))
+        judgement = judge.judge(
+            entry, fixture.samples, tolerance=settings.tolerance, confidence=settings.confidence,
+            noise=self._noise(settings), fingerprint=self.fingerprint(), gpus=self.meter.device_uuids,
+            on_cpu=self.gpu_key == CPU_KEY, allow_hardware_change=self.options["allow_hardware_change"],
+        )
         return build_record(
-            nodeid=nodeid, measurements=fixture.measurements, decision=decision,
+            nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
             baseline_joules_per_token=entry.joules_per_token if entry else None,
             workload=fixture.workload.to_dict() if fixture.workload else None,
-            backend=fixture.backend_description, stack_changes=changes, refused=refused,
-            meter=self.meter.name, estimated=self.meter.estimated, run_noise=settings.run_noise,
-            other_gpus=other_gpus, card_noise=settings.card_noise if other_gpus else 0.0,
+            backend=fixture.backend_description, meter=self.meter.name, estimated=self.meter.estimated,
         )
 
     # -- the controller's end of the run ---------------------------------------------------------------------
@@ -196,26 +179,9 @@ class EnergySession:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise
 
-    def report_document(self) -> dict:
-        from .report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
+    def duration_s(self) -> float:
+        return time.perf_counter() - self._clock_start
 
-        return {
-            "schema": REPORT_SCHEMA,
-            "schema_version": REPORT_SCHEMA_VERSION,
-            "gpu": self.gpu_key,
-            "meter": self.meter.name,
-            "estimated": self.meter.estimated,
-            "meter_description": self.meter.describe(),
-            "baselines": str(self.baselines_root),
-            "updated_baselines": self.update,
-            "fingerprint": self.fingerprint(),
-            "git_commit": self.git_commit(),
-            "started_at": self.started_at.isoformat(timespec="seconds"),
-            "duration_s": time.perf_counter() - self._clock_start,
-            "python": sys.version.split()[0],
-            "results": [self.records[nodeid] for nodeid in sorted(self.records)],
-            "written": [
-                {"path": str(w.path), "added": list(w.added), "updated": list(w.updated)} for w in self.written
-            ],
-        }
-
+    @property
+    def python_version(self) -> str:
+        return sys.version.split()[0]

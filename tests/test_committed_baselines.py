@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.baseline import iter_entries
+from pytest_llm_energy.baseline import read_set
 from pytest_llm_energy.gpus import key_for_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def test_there_are_gpu_baselines():
 
 @pytest.mark.parametrize("folder", GPU_FOLDERS, ids=lambda p: p.name)
 def test_every_entry_is_a_measured_record_of_its_gpu(folder):
-    entries = list(iter_entries(folder))  # raises BaselineError on a malformed file
+    entries = [(gpu, entry) for (gpu, _), entry in read_set(folder).entries.items()]  # raises BaselineError on a malformed file
     assert entries, f"{folder} holds no entries"
     for gpu_key, entry in entries:
         where = f"{entry.path.relative_to(ROOT)}: {entry.nodeid}"
@@ -52,13 +52,13 @@ def suite_test_ids() -> set[str]:
 
 @pytest.mark.parametrize("folder", GPU_FOLDERS, ids=lambda p: p.name)
 def test_every_entry_names_a_test_the_suites_collect(folder, suite_test_ids):
-    stale = sorted(entry.nodeid for _, entry in iter_entries(folder) if entry.nodeid not in suite_test_ids)
+    stale = sorted(entry.nodeid for _, entry in read_set(folder).entries.items() if entry.nodeid not in suite_test_ids)
     assert not stale, f"{folder.name}: entries of no current suite test (renamed or dropped bins): {stale}"
 
 
 @pytest.mark.parametrize("folder", GPU_FOLDERS, ids=lambda p: p.name)
 def test_every_trace_bin_ran_the_workload_its_id_names(folder):
-    for _, entry in iter_entries(folder):
+    for _, entry in read_set(folder).entries.items():
         match = BIN_ID.search(entry.nodeid)
         if match:
             workload = entry.data["workload"]

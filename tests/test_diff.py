@@ -8,22 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.baseline import BaselineStore
-from pytest_llm_energy.diff import (
-    DIFF_SCHEMA,
-    REMOVED,
-    BaselineSet,
-    diff_baselines,
-    read_baseline_set,
-    read_baseline_set_at,
-    render_entries,
-    render_json,
-    render_markdown,
-    render_terminal,
-)
+from pytest_llm_energy.baseline import BaselineSet, BaselineStore
+from pytest_llm_energy.baseline import read_set as read_baseline_set
+from pytest_llm_energy.baseline import read_set_at as read_baseline_set_at
+from pytest_llm_energy.diff import DIFF_SCHEMA, REMOVED, diff_baselines
 from pytest_llm_energy.errors import BaselineError, EnergyUsageError
 from pytest_llm_energy.report import DETAILS_AFTER_ROWS
 from pytest_llm_energy.stats import decide
+from pytest_llm_energy.views import render_entries, render_json, render_markdown, render_terminal
 
 STEADY = [1.0, 1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99]
 STACK = {

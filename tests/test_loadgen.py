@@ -192,7 +192,7 @@ def test_metered_load_opens_the_window_at_the_steady_state_and_closes_it_at_the_
             # begins, the other one still has tokens to stream.
             prompts = [[1], [1, 2, 3]] * 5
             spec = LoadSpec(max_concurrency=2)
-            return await run_metered_load(url, CompletionRequest("m", 10), prompts, spec, CpuTimeMeter())
+            return await run_metered_load(url, CompletionRequest("m", 10), prompts, spec, CpuTimeMeter().window)
         finally:
             await runner.cleanup()
 
@@ -224,7 +224,7 @@ def test_metered_load_that_fails_opens_no_window(web):
         try:
             # The first request fails long before the second is due: the steady state is never reached.
             spec = LoadSpec(request_rate=5.0, max_concurrency=4)
-            return await run_metered_load(url, CompletionRequest("m", 4), [[1]] * 4, spec, CountingMeter())
+            return await run_metered_load(url, CompletionRequest("m", 4), [[1]] * 4, spec, CountingMeter().window)
         finally:
             await runner.cleanup()
 

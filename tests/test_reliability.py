@@ -438,14 +438,14 @@ import time
 from pathlib import Path
 import pytest_llm_energy.baseline as baseline
 
-_write = baseline._atomic_write
+_write = baseline.atomic_write
 
 def slow_write(path, text):  # a slow disk: Ctrl-C comes while the first of two files is written
     Path("writing").write_text(str(path))
     time.sleep(1.0)
     _write(path, text)
 
-baseline._atomic_write = slow_write
+baseline.atomic_write = slow_write
 """
 
 
@@ -479,13 +479,13 @@ from pathlib import Path
 import pytest
 import pytest_llm_energy.baseline as baseline
 
-_write = baseline._atomic_write
+_write = baseline.atomic_write
 
 def slow_write(path, text):  # widen the window in which an unlocked writer would lose the other's entry
     time.sleep(0.5)
     _write(path, text)
 
-baseline._atomic_write = slow_write
+baseline.atomic_write = slow_write
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):

@@ -13,7 +13,8 @@ from pytest_llm_energy.backends.base import Backend, BackendOptions, Generation
 from pytest_llm_energy.errors import BackendError
 from pytest_llm_energy.meters.cpu import CpuTimeMeter
 from pytest_llm_energy.models import resolve_model
-from pytest_llm_energy.runner import TrialPlan, WorkloadRunner
+from pytest_llm_energy.runner import WorkloadRunner
+from pytest_llm_energy.trials import TrialPlan
 
 
 class BurnBackend(Backend):
@@ -46,8 +47,7 @@ class BurnBackend(Backend):
 
 
 def plan(trials=3, warmup=1):
-    return TrialPlan(warmup=warmup, trials=trials, max_trials=trials, time_budget=None, tolerance=0.05,
-                     confidence=0.99, baseline=None)
+    return TrialPlan(warmup=warmup, trials=trials, max_trials=trials, time_budget=None)
 
 
 SMALL = Workload(16, 8, 2)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..meters.base import Meter
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+
+    from ..meters.base import Window
     from ..models import ModelSpec
     from ..workload import Workload
 
@@ -28,6 +32,20 @@ class BackendOptions:
     burstiness: float = 1.0  # vllm-server: gamma shape (1.0 = Poisson)
     max_concurrency: int | None = None  # vllm-server: None = batch size
     extra: tuple[tuple[str, Any], ...] = ()  # backend-specific keyword arguments, as sorted pairs
+
+    @classmethod
+    def field_types(cls) -> dict[str, str]:
+        """Each option (not `extra`) and its type as written above: what a marker keyword is checked as."""
+        return {f.name: str(f.type) for f in fields(cls) if f.name != "extra"}
+
+    @classmethod
+    def from_keywords(cls, keywords: Mapping[str, Any], **defaults: Any) -> BackendOptions:
+        """Options from keywords (energy.run, the marker); any other keyword goes to `extra`, which each
+        backend checks when it loads, so a misspelt option is an error there, never dropped."""
+        known = cls.field_types()
+        chosen = {**defaults, **{k: v for k, v in keywords.items() if k in known}}
+        extra = tuple(sorted((k, v) for k, v in keywords.items() if k not in known))
+        return cls(**chosen, extra=extra)
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
@@ -73,9 +91,16 @@ class Backend(ABC):
     name: str = "base"
     online: bool = False  # True: the backend measures its own steady-state window (`measure_online`)
 
-    def __init__(self, model: ModelSpec, options: BackendOptions) -> None:
+    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int = 1) -> None:
         self.model = model
         self.options = options
+        # The most requests served at once; fixed when an engine starts (vLLM), so the pool keys on it.
+        self.max_num_seqs = max_num_seqs
+
+    @staticmethod
+    def load_key(options: BackendOptions, batch_size: int) -> tuple:
+        """What must match for a loaded backend to be reused: by default every option and the batch size."""
+        return (options, batch_size)
 
     @abstractmethod
     def load(self) -> None:
@@ -89,8 +114,10 @@ class Backend(ABC):
     def generate(self, prepared: Any) -> Generation:
         """Run the prepared workload once and return when all of its work has finished on the device."""
 
-    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float):
-        """Online backends: run the load, measure the steady-state window, return (Reading, Generation)."""
+    def measure_online(self, workload: Workload, open_window: Callable[[], ContextManager[Window]],
+                       min_window_s: float):
+        """Online backends: run the load, measure its steady state in a window from `open_window` (the
+        meter's `window`), return (Reading, Generation)."""
         raise NotImplementedError(f"backend {self.name} is offline; the runner measures it")
 
     def close(self) -> None:  # noqa: B027 - most backends have something to free; a no-op is a valid default

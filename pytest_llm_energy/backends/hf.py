@@ -52,8 +52,8 @@ class HFPrepared:
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int | None = None) -> None:
-        super().__init__(model, options)  # max_num_seqs: generate takes any batch size; not needed here
+    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int = 1) -> None:
+        super().__init__(model, options, max_num_seqs)  # generate takes any batch size: not a load key here
         self._model = None
         self._tokenizer = None
         self._device = "cpu"

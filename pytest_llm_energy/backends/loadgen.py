@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from ..errors import BackendError, EnergyUsageError
 
 if TYPE_CHECKING:
     from ..measurement import Reading
-    from ..meters.base import Meter
+    from ..meters.base import Window
 
 ARRIVALS = ("poisson", "gamma")
 
@@ -207,36 +209,59 @@ async def run_load(base_url: str, request: CompletionRequest, prompts: Sequence[
 
 
 async def run_metered_load(base_url: str, request: CompletionRequest, prompts: Sequence[Sequence[int]],
-                           spec: LoadSpec, meter: Meter) -> tuple[Reading, LoadRun, tuple[float, float]]:
-    """The load, with the meter's window opened at the steady state and closed when the tail begins.
+                           spec: LoadSpec, open_window: Callable[[], ContextManager[Window]],
+                           ) -> tuple[Reading, LoadRun, tuple[float, float]]:
+    """The load, with a meter window (from `open_window`, the meter's `window`) open from the steady state
+    until the tail begins.
 
-    The meter's begin/end block (an NVML meter waits for a counter tick), so they run in a worker thread
-    while this loop keeps reading the streams.
+    Opening and closing a window block (an NVML meter waits for a counter tick), so the window is held in a
+    worker thread while this loop keeps reading the streams.
     """
     loop = asyncio.get_running_loop()
     phases = LoadPhases()
     load = asyncio.create_task(run_load(base_url, request, prompts, spec, phases))
-    start = None
+    opened = asyncio.Event()
+    close, failed = threading.Event(), threading.Event()
+
+    def hold() -> Window | None:
+        try:
+            with open_window() as window:
+                loop.call_soon_threadsafe(opened.set)
+                close.wait()
+                if failed.is_set():
+                    raise _LoadFailed  # leaves the window through its abort path
+        except _LoadFailed:
+            return None
+        return window
+
+    held = None
     try:
         await _event_or_done(phases.steady, load)
         if load.done() and not load.cancelled() and load.exception() is not None:
             raise load.exception()  # failed before the steady state: no window to open
-        start = await loop.run_in_executor(None, meter.begin)
-        begin = time.perf_counter()  # the window opens when begin returns (aligned to a counter tick)
+        held = loop.run_in_executor(None, hold)
+        await _event_or_done(opened, held)
+        if held.done():
+            held.result()  # the window could not be opened: its error
+        begin = time.perf_counter()  # the window is open once the meter has begun (aligned to a tick)
         await _event_or_done(phases.tail, load)
         end = time.perf_counter()
-        reading = await loop.run_in_executor(None, meter.end, start)
-        start = None
+        close.set()
+        window = await held
         run = await load
     except BaseException:
+        failed.set()
+        close.set()
         load.cancel()
         await asyncio.gather(load, return_exceptions=True)
-        if start is not None:
-            integrator = getattr(start, "integrator", None)  # a power-integrating meter's thread must stop
-            if integrator is not None:
-                integrator.stop()
+        if held is not None:
+            await asyncio.gather(held, return_exceptions=True)
         raise
-    return reading, run, (begin, end)
+    return window.reading, run, (begin, end)
+
+
+class _LoadFailed(Exception):
+    """Raised inside a held window when the load failed, so the window is aborted rather than read."""
 
 
 async def _event_or_done(event: asyncio.Event, load: asyncio.Task) -> None:

@@ -32,7 +32,7 @@ class BackendPool:
         from . import backend_class
 
         cls = backend_class(name)
-        key = (name, model, _load_key(cls, options, batch_size))
+        key = (name, model, cls.load_key(options, batch_size))
         if self._backend is not None and key == self._key:
             self._backend.options = options
             return self._backend
@@ -54,10 +54,3 @@ class BackendPool:
                 backend.close()
             finally:
                 free_device_memory()
-
-
-def _load_key(cls: type, options: BackendOptions, batch_size: int) -> tuple:
-    load_key = getattr(cls, "load_key", None)
-    if load_key is None:  # a backend that does not say: every option and the batch size count
-        return (options, batch_size)
-    return load_key(options, batch_size)

@@ -30,6 +30,43 @@ def vllm_environment(device: str) -> dict[str, str]:
     return {name: os.environ.get(name, value) for name, value in wanted.items()}
 
 
+# Where vLLM keeps the server's own (frontend) arguments; the module moved between releases.
+FRONTEND_ARGS_MODULES = ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.launchers.cli_args")
+
+
+def _field_names(module_names: tuple[str, ...], class_name: str) -> set[str] | None:
+    """The fields of a vLLM arguments dataclass, from the first module that has it; None if none does."""
+    import dataclasses
+    import importlib
+
+    for module_name in module_names:
+        try:
+            return {field.name for field in dataclasses.fields(getattr(importlib.import_module(module_name),
+                                                                       class_name))}
+        except (ImportError, AttributeError, TypeError):
+            continue
+    return None
+
+
+def check_engine_options(backend: str, extra: dict, own: tuple[str, ...] = (), server: bool = False) -> None:
+    """Keywords that are not BackendOptions fields pass to vLLM as engine (and, for a server, frontend)
+    arguments: each must be one of vLLM's or the backend's `own`, so a misspelt option is an error that
+    names it, not a failed start."""
+    unknown = set(extra) - set(own)
+    if not unknown:
+        return  # nothing for vLLM to check: no need to import it here
+    unknown -= _field_names(("vllm.engine.arg_utils",), "EngineArgs") or set()
+    if server:
+        frontend = _field_names(FRONTEND_ARGS_MODULES, "FrontendArgs")
+        if frontend is None:
+            return  # this vLLM keeps them elsewhere: its server's own parser rejects a wrong one at start
+        unknown -= frontend
+    if unknown:
+        raise EnergyUsageError(f"{backend} backend: unknown option(s) {', '.join(sorted(unknown))}: neither a "
+                               "backend option nor a vLLM " + ("server or " if server else "")
+                               + "engine argument")
+
+
 def engine_arguments(model: ModelSpec, options: BackendOptions, max_num_seqs: int) -> dict:
     """vLLM engine arguments (LLM keyword names) for a model spec and the backend options.
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendError, EnergyUsageError
 from .base import Backend, BackendOptions, Generation, exact_generation
 from .placement import free_device_memory, resolve_device
-from .vllm_common import LOAD_OPTIONS, engine_arguments, vllm_environment, vllm_version
+from .vllm_common import LOAD_OPTIONS, check_engine_options, engine_arguments, vllm_environment, vllm_version
 
 if TYPE_CHECKING:
     from ..models import ModelSpec
@@ -26,10 +26,8 @@ class VLLMPrepared:
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int | None = None) -> None:
-        super().__init__(model, options)
-        # Fixed when the engine starts: the pool keys on it, so a new batch size starts a new engine.
-        self.max_num_seqs = max_num_seqs or 1
+    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int = 1) -> None:
+        super().__init__(model, options, max_num_seqs)
         self._llm = None
         self._arguments: dict = {}
 
@@ -40,6 +38,7 @@ class VLLMBackend(Backend):
     def load(self) -> None:
         device = resolve_device(self.options.device)
         os.environ.update(vllm_environment(device))  # read by vLLM at import, so before the first import
+        check_engine_options(self.name, dict(self.options.extra))
         self._arguments = engine_arguments(self.model, self.options, self.max_num_seqs)
         try:
             from vllm import LLM

@@ -21,11 +21,21 @@ from .base import Backend, BackendOptions, Generation
 from .loadgen import CompletionRequest, LoadSpec, run_load, run_metered_load
 from .placement import resolve_device
 from .server_process import ServerProcess
-from .vllm_common import LOAD_OPTIONS, engine_arguments, server_flags, vllm_environment, vllm_version
+from .vllm_common import (
+    LOAD_OPTIONS,
+    check_engine_options,
+    engine_arguments,
+    server_flags,
+    vllm_environment,
+    vllm_version,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+
     from ..measurement import Reading
-    from ..meters.base import Meter
+    from ..meters.base import Window
     from ..models import ModelSpec
     from ..workload import Workload
 
@@ -51,10 +61,9 @@ class VLLMServerBackend(Backend):
     name = "vllm-server"
     online = True
 
-    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int | None = None) -> None:
-        super().__init__(model, options)
+    def __init__(self, model: ModelSpec, options: BackendOptions, max_num_seqs: int = 1) -> None:
         # The server's max_num_seqs must hold the load generator's concurrency; fixed at start-up.
-        self.max_num_seqs = options.max_concurrency or max_num_seqs or 1
+        super().__init__(model, options, options.max_concurrency or max_num_seqs)
         self._server: ServerProcess | None = None
         self._arguments: dict = {}
         self.base_url = ""
@@ -77,6 +86,7 @@ class VLLMServerBackend(Backend):
     # -- load / close ----------------------------------------------------------------------------------------
     def load(self) -> None:
         extra = dict(self.options.extra)
+        check_engine_options(self.name, extra, own=SERVER_EXTRA_KEYS, server=True)
         server_settings = {key: extra.pop(key) for key in SERVER_EXTRA_KEYS if key in extra}
         device = resolve_device(self.options.device)
         self._arguments = engine_arguments(self.model, dataclasses.replace(self.options, extra=tuple(extra.items())),
@@ -130,7 +140,8 @@ class VLLMServerBackend(Backend):
                           requests=len(tokens), tokens_per_request=tokens, latency=run.latency())
 
     # -- the online measurement ------------------------------------------------------------------------------
-    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float) -> tuple[Reading, Generation]:
+    def measure_online(self, workload: Workload, open_window: Callable[[], ContextManager[Window]],
+                       min_window_s: float) -> tuple[Reading, Generation]:
         """Run a load long enough that its steady window lasts `min_window_s`; meter only that window."""
         request = self._request(workload)
         spec = self._load_spec(workload)
@@ -139,7 +150,7 @@ class VLLMServerBackend(Backend):
         for attempt in range(1, MAX_ATTEMPTS + 1):
             prompts = dataclasses.replace(workload, batch_size=count).prompt_token_ids(self.model.vocab_size)
             reading, run, (begin, end) = self._served(
-                run_metered_load(self._require_url(), request, prompts, spec, meter))
+                run_metered_load(self._require_url(), request, prompts, spec, open_window))
             window = end - begin
             if window >= min_window_s or attempt == MAX_ATTEMPTS or count >= MAX_REQUESTS:
                 break

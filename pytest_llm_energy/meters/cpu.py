@@ -87,9 +87,6 @@ class RaplMeter(Meter):
             self._idle = reading.joules / reading.seconds
         return self._idle
 
-    def hardware(self) -> dict:
-        return {"gpu_name": None, "gpu_count": 0, "driver": None, "power_limit_watts": None}
-
     def describe(self) -> str:
         return "rapl (package energy counters; measured) on " + ", ".join(d.name for d in self.domains)
 
@@ -159,9 +156,6 @@ class CpuTimeMeter(Meter):
 
     def idle_watts(self) -> float:
         return 0.0
-
-    def hardware(self) -> dict:
-        return {"gpu_name": None, "gpu_count": 0, "driver": None, "power_limit_watts": None}
 
     def describe(self) -> str:
         return (f"cpu-time (ESTIMATED: process-tree CPU seconds x {self.watts_per_core:g} W per core; "

