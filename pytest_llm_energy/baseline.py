@@ -4,24 +4,37 @@ Layout: the test file `suites/test_chat.py` keeps its entries in `baselines/h100
 so a reviewer finds a test's baseline where the test is. Files are read as JSON only, checked against
 the schema, and written only on purpose: under a lock, merged with what is on disk at that moment
 (another process may have written since we read), to a temporary file that is then renamed.
+
+An entry keeps the runs recorded for it (`runs`: one summary per pytest process: median, trials, spread,
+GPUs, time), the latest run's samples, and the stack and workload they were measured on. An update adds
+its run to the entry while stack and workload stay the same (the last `keep` runs), and starts the history
+afresh when they changed or when the run showed the energy changed. Schema 1 entries (samples only) read
+as one run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
+from . import fingerprint as stack
 from .errors import BaselineError, EnergyUsageError
-from .files import atomic_write, clean_for_json, display_path, positive_number, read_json
+from .files import atomic_write, clean_for_json, display_path, positive_number, read_json, round_float
+from .stats import Evidence, Run
 
 SCHEMA = "pytest-llm-energy/baseline"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUFFIX = ".json"
+DEFAULT_HISTORY = 10  # recorded runs an entry keeps
+# Stack components whose change starts a fresh history: the plugin's own version and the host CPU of a GPU
+# runner are not the measured stack (a new runner host is scatter to learn, like another card).
+HISTORY_COMPONENTS = tuple(c for c in stack.COMPONENTS if c not in ("pytest_llm_energy", "cpu"))
 LOCK_NAME = ".lock"
 
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]")
@@ -29,12 +42,13 @@ _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass(frozen=True)
 class BaselineEntry:
-    """One test's stored result. `data` is the whole JSON object, `samples` its J per output token."""
+    """One test's stored result: `runs` recorded for it, the latest run's `samples`, and the whole object."""
 
     nodeid: str
     path: Path
     joules_per_token: float
     samples: tuple[float, ...]
+    runs: tuple[Run, ...]
     data: Mapping
 
     @property
@@ -43,19 +57,16 @@ class BaselineEntry:
 
     @property
     def gpu_uuids(self) -> frozenset[str]:
-        """The GPUs its samples were measured on (empty for older or hand-written entries without them)."""
-        measurement = self.data.get("measurement")
-        devices = measurement.get("devices") if isinstance(measurement, Mapping) else None
-        if not isinstance(devices, list):
-            return frozenset()
-        return frozenset(d["uuid"] for d in devices if isinstance(d, Mapping) and isinstance(d.get("uuid"), str))
+        """The GPUs of its latest run (empty for older or hand-written entries without them)."""
+        return self.runs[-1].gpus
 
 
 @dataclass(frozen=True)
 class WriteSummary:
     path: Path
     added: tuple[str, ...]
-    updated: tuple[str, ...]
+    updated: tuple[str, ...]  # this run added to the entry's history
+    restarted: tuple[str, ...] = ()  # of the updated: the history started afresh (stack, workload or energy changed)
 
 
 def test_file_of(nodeid: str) -> str:
@@ -93,7 +104,46 @@ def _validate_entry(path: Path, nodeid: str, entry) -> BaselineEntry:
         raise BaselineError(
             f"{where}: fingerprint must be an object, got {type(fingerprint).__name__}; {_FIX_ENTRY}"
         )
-    return BaselineEntry(nodeid, path, float(value), tuple(float(s) for s in samples), entry)
+    runs = entry.get("runs")
+    if runs is None:  # schema 1: the samples are the one run recorded
+        runs = [run_of_entry(entry)]
+    if not isinstance(runs, list) or not runs:
+        raise BaselineError(f"{where}: runs must be a non-empty list of recorded runs; {_FIX_ENTRY}")
+    return BaselineEntry(nodeid, path, float(value), tuple(float(s) for s in samples),
+                         tuple(_run(where, number, run) for number, run in enumerate(runs)), entry)
+
+
+def _run(where: str, number: int, item) -> Run:
+    """One recorded run of an entry, checked: a positive median, whole trials, a finite spread."""
+    problem = None
+    if not isinstance(item, Mapping):
+        problem = "is not an object"
+    elif not positive_number(item.get("median")):
+        problem = f"median must be a positive number, got {_shown(item.get('median'))}"
+    elif not isinstance(item.get("trials"), int) or isinstance(item.get("trials"), bool) or item["trials"] < 1:
+        problem = f"trials must be a whole number >= 1, got {_shown(item.get('trials'))}"
+    elif not (item.get("spread") == 0 or positive_number(item.get("spread"))):
+        problem = f"spread must be a number >= 0, got {_shown(item.get('spread'))}"
+    elif not isinstance(item.get("gpus", []), list) or not all(isinstance(g, str) for g in item.get("gpus", [])):
+        problem = "gpus must be a list of GPU UUIDs"
+    if problem:
+        raise BaselineError(f"{where}: run {number} {problem}; {_FIX_ENTRY}")
+    recorded_at = item.get("recorded_at")
+    return Run(float(item["median"]), item["trials"], float(item["spread"]), frozenset(item.get("gpus", [])),
+               recorded_at if isinstance(recorded_at, str) else None)
+
+
+def run_of_entry(entry: Mapping) -> dict:
+    """A schema-1 entry's samples as the one run they were (with its GPUs and time, where it named them)."""
+    measurement = entry.get("measurement")
+    devices = measurement.get("devices") if isinstance(measurement, Mapping) else None
+    gpus = [d["uuid"] for d in devices if isinstance(d, Mapping) and isinstance(d.get("uuid"), str)] \
+        if isinstance(devices, list) else []
+    samples = entry.get("samples")
+    if not isinstance(samples, list) or not samples or not all(positive_number(s) for s in samples):
+        return {}  # left for _run to name what is wrong
+    recorded_at = entry.get("recorded_at")
+    return Run.of(samples, gpus, recorded_at if isinstance(recorded_at, str) else None).to_dict()
 
 
 def _shown(value) -> str:
@@ -198,12 +248,19 @@ class BaselineStore:
     def lookup(self, nodeid: str) -> BaselineEntry | None:
         return self._load(self.path_for(nodeid)).get(nodeid)
 
-    def write(self, entries: Mapping[str, Mapping]) -> list[WriteSummary]:
-        """Store these tests' entries, keeping every other entry of every file.
+    def evidence(self) -> Evidence:
+        """What the recorded runs of every entry of this GPU key say about run and card scatter."""
+        return Evidence.of(entry.runs for path in self.files() for entry in self._load(path).values())
 
-        Each file is re-read under the folder lock right before it is replaced, so entries another
-        process wrote since this session started are kept. A file that became unreadable is left
-        untouched and reported, and no other file is skipped because of it.
+    def write(self, entries: Mapping[str, Mapping], *, keep: int = DEFAULT_HISTORY,
+              fresh: frozenset[str] = frozenset()) -> list[WriteSummary]:
+        """Add these tests' runs to their entries, keeping every other entry of every file.
+
+        Each new entry holds one run; it joins the entry's history (the last `keep` runs) unless the stack
+        or workload changed, or the test is in `fresh` (its run showed the energy changed): then the history
+        starts again from it. Each file is re-read under the folder lock right before it is replaced, so
+        runs and entries another process wrote since this session started are kept. A file that became
+        unreadable is left untouched and reported, and no other file is skipped because of it.
         """
         by_file: dict[Path, dict[str, Mapping]] = {}
         for nodeid, entry in entries.items():
@@ -218,17 +275,47 @@ class BaselineStore:
                     errors.append(str(error))
                     continue
                 merged = {nodeid: dict(entry.data) for nodeid, entry in on_disk.items()}
-                added = tuple(sorted(n for n in new_entries if n not in merged))
-                updated = tuple(sorted(n for n in new_entries if n in merged))
-                merged.update(new_entries)
+                restarted = []
+                for nodeid, entry in new_entries.items():
+                    merged[nodeid], appended = with_history(on_disk.get(nodeid), entry, keep, nodeid in fresh)
+                    if nodeid in on_disk and not appended:
+                        restarted.append(nodeid)
                 text = _render(self.gpu_key, merged)
                 if not path.exists() or path.read_text(encoding="utf-8") != text:
                     atomic_write(path, text)
                 self._files.pop(path, None)
-                summaries.append(WriteSummary(path, added, updated))
+                summaries.append(WriteSummary(path, tuple(sorted(n for n in new_entries if n not in on_disk)),
+                                              tuple(sorted(n for n in new_entries if n in on_disk)),
+                                              tuple(sorted(restarted))))
         if errors:
             raise BaselineError("; ".join(errors) + " (other files were written)")
         return summaries
+
+
+def history_changed(old: Mapping, new: Mapping) -> list[str]:
+    """What differs between an entry and a new record of it that makes its old runs incomparable."""
+    before, after = old.get("fingerprint") or {}, new.get("fingerprint") or {}
+    changed = [c for c in HISTORY_COMPONENTS if before.get(c) is not None and before.get(c) != after.get(c)]
+    for part in ("workload", "backend"):
+        if clean_for_json(old.get(part)) != clean_for_json(new.get(part)):
+            changed.append(part)
+    return changed
+
+
+def with_history(old: BaselineEntry | None, new: Mapping, keep: int, fresh: bool) -> tuple[dict, bool]:
+    """The entry after an update: `new` (one run) with the runs of `old` before it when they are comparable.
+
+    Returns the entry and whether the run joined an existing history. The entry's J/token is the geometric
+    mean of its runs' medians: the level a later run is compared with.
+    """
+    runs = list(new.get("runs") or [run_of_entry(new)])  # a plain entry (samples only) is one run
+    joined = old is not None and not fresh and not history_changed(old.data, new)
+    if joined:
+        before = list(old.data.get("runs") or [run_of_entry(old.data)])
+        runs = before + [run for run in runs if not before or run != before[-1]]  # the same run, once
+    runs = runs[-keep:]
+    level = math.exp(sum(math.log(run["median"]) for run in runs) / len(runs))
+    return {**new, "joules_per_token": round_float(level), "runs": runs}, joined
 
 
 # --- a whole set of baselines: a root, one GPU folder or one file, on disk or at a git revision ---------

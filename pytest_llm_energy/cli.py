@@ -281,13 +281,10 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIDENCE,
         help="confidence of the decision rule (default: %(default)s)",
     )
-    parser.add_argument(
-        "--card-noise",
-        type=_option_value("card_noise"),
-        default=OPTIONS_BY_NAME["card_noise"].default,
-        help="spread between GPUs of one model, used where two entries were measured on different GPUs "
-        "(default: %(default)s, as the plugin)",
-    )
+    for name in ("run_noise", "card_noise"):
+        option = OPTIONS_BY_NAME[name]
+        parser.add_argument("--" + name.replace("_", "-"), type=_option_value(name), default=option.default,
+                            help=f"as the plugin's {option.cli}: {option.cli_help}")
     parser.add_argument("--all", action="store_true", help="also list entries that did not change")
     parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any test regressed")
     _add_format(parser)
@@ -301,6 +298,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
 def diff_command(args: argparse.Namespace) -> int:
     from .baseline import read_set, read_set_at
     from .diff import diff_baselines
+    from .stats import Prior
 
     if args.git is not None:
         if len(args.paths) > 1:
@@ -311,7 +309,8 @@ def diff_command(args: argparse.Namespace) -> int:
         old, new = (read_set(path) for path in args.paths)
     else:
         raise EnergyUsageError("give OLD and NEW (baselines folders or files), or --git REV [PATH]")
-    diff = diff_baselines(old, new, args.tolerance, args.confidence, args.card_noise)
+    diff = diff_baselines(old, new, args.tolerance, args.confidence,
+                          Prior(run=args.run_noise, card=args.card_noise))
     if args.format == "json":
         print(views.render_json(diff))
     elif args.format == "markdown":

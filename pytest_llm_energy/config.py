@@ -13,8 +13,10 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .backends import BACKENDS, BackendOptions
+from .baseline import DEFAULT_HISTORY
 from .errors import EnergyUsageError
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
+from .stats import DEFAULT_CARD_NOISE, DEFAULT_RUN_NOISE, Prior
 
 GPU_AUTO = "auto"
 
@@ -126,7 +128,8 @@ OPTIONS: tuple[Option, ...] = (
            f"(default: {DEFAULT_CPU_MODEL} on cpu, {DEFAULT_GPU_MODEL} on a GPU)"),
     Option("baselines", _text, "baselines", "baselines folder, relative to the rootdir (default: baselines)"),
     Option("update_baselines", _flag, False, "record this run's results as the new baselines", flag=True),
-    Option("tolerance", _fraction, 0.05, "allowed relative change of J per output token (default: 0.05)"),
+    Option("tolerance", _fraction, 0.05, "allowed relative change of J per output token, as a fraction: 0.05 "
+           "is 5% (default: 0.05)"),
     Option("trials", _positive_int, 5, "measured trials per test (default: 5)"),
     Option("max_trials", _positive_int, None, "adaptive trials: keep measuring up to this many until "
            "the result decides against the tolerance (default: off, = --energy-trials)"),
@@ -134,11 +137,15 @@ OPTIONS: tuple[Option, ...] = (
            "this many seconds (default: none)"),
     Option("warmup", _non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
     Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
-    Option("run_noise", _run_noise, 0.0, "run-to-run spread of a test's median that trials within one run "
-           "cannot show, as a fraction; widens the comparison (default: 0, trust the trials)"),
-    Option("card_noise", _run_noise, 0.05, "spread of a test's median from one GPU of a model to another, as a "
-           "fraction; combined with run_noise when the baseline was measured on other GPUs (UUIDs differ) "
-           "(default: 0.05, from H200 cards whose differences spread 7%; 0 treats every card of a model as one)"),
+    Option("run_noise", _run_noise, DEFAULT_RUN_NOISE, "run-to-run spread of a test's median (a fraction) "
+           "that the verdict assumes until recorded runs, of the test and of its baselines set, show their own "
+           f"(default: {DEFAULT_RUN_NOISE})"),
+    Option("card_noise", _run_noise, DEFAULT_CARD_NOISE, "spread of a test's median from one GPU of a model to "
+           "another (a fraction), assumed until baselines recorded on several cards show their own; applied "
+           f"when this run's GPUs are none of the baseline's (default: {DEFAULT_CARD_NOISE}; 0 treats every "
+           "card of a model as one)"),
+    Option("history", _positive_int, DEFAULT_HISTORY, "recorded runs a baseline entry keeps; "
+           f"--energy-update-baselines adds this run to them (default: {DEFAULT_HISTORY})"),
     Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
            "repeated inside one window (default: the meter's, 1 s on NVML)"),
     Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
@@ -221,6 +228,11 @@ class TestSettings:
     backend: str
     workload: Mapping[str, Any]  # marker keywords for energy.run(): input_tokens, output_tokens, ...
     backend_options: Mapping[str, Any]
+
+    @property
+    def prior(self) -> Prior:
+        """What the verdict assumes of run-to-run and card-to-card spread before runs are recorded."""
+        return Prior(run=self.run_noise, card=self.card_noise)
 
     @property
     def adaptive(self) -> bool:

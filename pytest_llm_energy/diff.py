@@ -19,9 +19,20 @@ from . import fingerprint as stack
 from .baseline import BaselineEntry, BaselineSet
 from .files import clean_for_json
 from .gpus import CPU_KEY
-from .judge import Judgement, Noise, judge
+from .judge import Judgement, judge
 from .report import noise_note
-from .stats import DEFAULT_CONFIDENCE, IMPROVED, INCONCLUSIVE, NEW, REGRESSED, UNCHANGED
+from .stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_PRIOR,
+    IMPROVED,
+    INCONCLUSIVE,
+    NEW,
+    NO_EVIDENCE,
+    REGRESSED,
+    UNCHANGED,
+    Evidence,
+    Prior,
+)
 
 DIFF_SCHEMA = "pytest-llm-energy/diff"
 DIFF_SCHEMA_VERSION = 1
@@ -184,19 +195,20 @@ def compare_entries(
     new: BaselineEntry | None,
     tolerance: float,
     confidence: float = DEFAULT_CONFIDENCE,
-    card_noise: float = 0.0,
+    prior: Prior = DEFAULT_PRIOR,
+    evidence: Evidence = NO_EVIDENCE,
 ) -> EntryDiff:
-    """The row of one test: the plugin's judgement of the new entry against the old one.
+    """The row of one test: the plugin's judgement of the new entry's latest run against the old entry.
 
-    As in the plugin, entries measured on different GPUs are compared with `card_noise`; a diff compares
-    what was recorded, so another GPU model is noted rather than refused.
+    As in the plugin, the old entry's recorded runs and the rest of its set (`evidence`) tell how far runs
+    and cards move; a diff compares what was recorded, so another GPU model is noted rather than refused.
     """
     if new is None:
         assert old is not None
         return _removed(gpu, nodeid, old)
-    judgement = judge(old, new.samples, tolerance=tolerance, confidence=confidence,
-                      noise=Noise(run=0.0, card=card_noise), fingerprint=new.fingerprint, gpus=new.gpu_uuids,
-                      on_cpu=gpu == CPU_KEY, allow_hardware_change=True)
+    judgement = judge(old, new.runs[-1], tolerance=tolerance, confidence=confidence, prior=prior,
+                      evidence=evidence, fingerprint=new.fingerprint, on_cpu=gpu == CPU_KEY,
+                      allow_hardware_change=True)
     decision = judgement.decision
     if old:
         notes = _entry_notes(old, new, judgement)
@@ -216,7 +228,7 @@ def compare_entries(
         too_noisy=decision.too_noisy,
         n_old=decision.n_baseline,
         n_new=decision.n_current,
-        identical=old is not None and old.samples == new.samples,
+        identical=old is not None and old.samples == new.samples and old.runs == new.runs,
         stack_changes=judgement.stack_changes,
         notes=tuple(notes),
         reason=decision.reason,
@@ -237,25 +249,17 @@ def _stack_changes(rows: Sequence[EntryDiff]) -> tuple[StackChange, ...]:
 
 def diff_baselines(
     old: BaselineSet, new: BaselineSet, tolerance: float, confidence: float = DEFAULT_CONFIDENCE,
-    card_noise: float = 0.0,
+    prior: Prior = DEFAULT_PRIOR,
 ) -> BaselineDiff:
-    """Every test of either set, per GPU key, judged new against old."""
+    """Every test of either set, per GPU key, judged new against old (with the old set's recorded runs)."""
     gpus = []
     for gpu in sorted(set(old.gpus()) | set(new.gpus())):
         nodeids = sorted({n for g, n in old.entries if g == gpu} | {n for g, n in new.entries if g == gpu})
+        evidence = Evidence.of(entry.runs for (g, _), entry in old.entries.items() if g == gpu)
         rows = sorted(
-            (
-                compare_entries(
-                    gpu,
-                    nodeid,
-                    old.entries.get((gpu, nodeid)),
-                    new.entries.get((gpu, nodeid)),
-                    tolerance,
-                    confidence,
-                    card_noise,
-                )
-                for nodeid in nodeids
-            ),
+            (compare_entries(gpu, nodeid, old.entries.get((gpu, nodeid)), new.entries.get((gpu, nodeid)),
+                             tolerance, confidence, prior, evidence)
+             for nodeid in nodeids),
             key=EntryDiff.sort_key,
         )
         gpus.append(GpuDiff(gpu, tuple(rows), _stack_changes(rows)))

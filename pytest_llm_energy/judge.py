@@ -1,8 +1,9 @@
-"""Judgement: a test's samples against its baseline entry, for a test run and for `llm-energy diff` alike.
+"""Judgement: a run of a test against its baseline entry, for a test run and for `llm-energy diff` alike.
 
 What is judged here and nowhere else: whether the baseline may be compared at all (another GPU model is
-refused unless allowed), which noise applies (the run noise, and card-to-card noise when the baseline was
-measured on other GPUs of the model), and the decision of the rule in `stats`.
+refused unless allowed), what the comparison knows about noise (the priors the settings give, and the
+scatter of the other tests' recorded runs in the same baselines set), and the decision of the rule in
+`stats`, which adds card-to-card noise when this run's GPUs are none of the baseline's.
 """
 
 from __future__ import annotations
@@ -12,53 +13,29 @@ from dataclasses import dataclass
 
 from . import fingerprint as stack
 from .baseline import BaselineEntry
-from .errors import EnergyUsageError
-from .stats import Decision, combine_noise, decide, should_stop
-
-
-@dataclass(frozen=True)
-class Noise:
-    """The noise a comparison assumes beyond its trials: run to run, and card to card on other GPUs."""
-
-    run: float = 0.0
-    card: float = 0.0
+from .stats import Decision, Evidence, Prior, Run, compare, other_cards, should_stop
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """The decision on one test, with why it was (or was not) compared as it was."""
+    """The decision on one run, with why it was (or was not) compared as it was."""
 
     decision: Decision
+    run: Run  # this run, as a baseline update would record it
     stack_changes: tuple[stack.Change, ...]
     hardware_changes: tuple[stack.Change, ...]
     refused: str | None  # why the baseline was not compared (another GPU model), or None
-    other_gpus: tuple[str, ...]  # the baseline's GPUs, when they are not the ones measured now
-    run_noise: float  # the test's own setting
-    card_noise: float  # the card-to-card noise applied: 0 unless other_gpus
+    other_gpus: tuple[str, ...]  # the baseline's GPUs, when this run's are none of them
 
 
-def other_gpus(entry: BaselineEntry | None, current_gpus: frozenset[str]) -> tuple[str, ...]:
-    """The GPUs (UUIDs) a baseline was measured on, when both sides name theirs and they differ."""
-    if entry is None:
-        return ()
-    before = entry.gpu_uuids
-    return tuple(sorted(before)) if before and current_gpus and before != current_gpus else ()
+def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confidence: float, prior: Prior,
+          evidence: Evidence, fingerprint: dict | None, on_cpu: bool, allow_hardware_change: bool,
+          run_to_run: bool = True) -> Judgement:
+    """The verdict of `current` (a run measured with `fingerprint`) against `entry`.
 
-
-def judged_noise(noise: Noise, on_other_gpus: bool) -> float:
-    """The run noise a test is judged with: its own, combined with card-to-card spread on other GPUs."""
-    if not on_other_gpus:
-        return noise.run
-    try:
-        return combine_noise(noise.run, noise.card)
-    except ValueError as error:
-        raise EnergyUsageError(f"run_noise and card_noise: {error}; lower one of them") from None
-
-
-def judge(entry: BaselineEntry | None, samples: Sequence[float], *, tolerance: float, confidence: float,
-          noise: Noise, fingerprint: dict | None, gpus: frozenset[str], on_cpu: bool,
-          allow_hardware_change: bool) -> Judgement:
-    """The verdict of `samples` (this run, on `gpus` with `fingerprint`) against `entry`."""
+    `evidence` is the scatter of recorded runs over the entry's whole baselines set; the entry's own part is
+    taken out here, so its runs are weighed against the rest and not counted twice.
+    """
     changes = tuple(stack.changes(entry.fingerprint if entry else None, fingerprint))
     hardware = tuple(stack.hardware_changed(list(changes), on_cpu=on_cpu))
     refused = None
@@ -68,22 +45,30 @@ def judge(entry: BaselineEntry | None, samples: Sequence[float], *, tolerance: f
             "compared. Record a baseline here with --energy-update-baselines, or compare anyway with "
             "--energy-allow-hardware-change"
         )
-    others = () if on_cpu else other_gpus(entry, gpus)
-    decision = decide(entry.samples if entry else None, samples, tolerance, confidence=confidence,
-                      run_noise=judged_noise(noise, bool(others)))
-    return Judgement(decision, changes, hardware, refused, others, noise.run, noise.card if others else 0.0)
+    runs = entry.runs if entry else None
+    others = evidence.without(Evidence.of_history(runs)) if runs else evidence
+    decision = compare(runs, current, tolerance, confidence=confidence, prior=prior, evidence=others,
+                       run_to_run=run_to_run)
+    return Judgement(decision, current, changes, hardware, refused, other_gpus(runs, current))
 
 
-def settled(entry: BaselineEntry | None, *, tolerance: float, confidence: float, noise: Noise,
-            gpus: frozenset[str], on_cpu: bool, min_trials: int, max_trials: int,
-            ) -> Callable[[Sequence[float]], bool]:
-    """For adaptive trials: whether the samples so far already decide, with the noise the judge will use."""
-    others = () if on_cpu else other_gpus(entry, gpus)
-    run_noise = judged_noise(noise, bool(others))
-    baseline = entry.samples if entry else None
+def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:
+    """The GPUs a baseline's runs came from, when this run's GPUs are none of them (both sides named)."""
+    return tuple(sorted({gpu for card in other_cards(runs, current) for gpu in card}))
+
+
+def settled(entry: BaselineEntry | None, *, tolerance: float, prior: Prior, evidence: Evidence,
+            gpus: frozenset[str], min_trials: int, max_trials: int,
+            confidence: float) -> Callable[[Sequence[float]], bool]:
+    """For adaptive trials: whether the samples so far already decide, by the rule the judge will use."""
+    runs = entry.runs if entry else None
+    others = evidence.without(Evidence.of_history(runs)) if runs else evidence
+
+    def decision_at(samples: Sequence[float], level: float) -> Decision:
+        return compare(runs, Run.of(samples, gpus), tolerance, confidence=level, prior=prior, evidence=others)
 
     def decided(samples: Sequence[float]) -> bool:
-        return should_stop(baseline, samples, tolerance, confidence=confidence, min_trials=min_trials,
-                           max_trials=max_trials, run_noise=run_noise)
+        return should_stop(decision_at, samples, min_trials=min_trials, max_trials=max_trials,
+                           confidence=confidence)
 
     return decided

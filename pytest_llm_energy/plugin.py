@@ -25,6 +25,7 @@ from .report import (
     terminal_table,
     verdict_counts,
     write_run_reports,
+    written_counts,
 )
 from .session import EnergySession
 
@@ -417,8 +418,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"{len(records)} tests: {verdict_counts(records)}")
     if session.written:
         for written in session.written:
-            tr.write_line(f"baselines written: {written.path} (+{len(written.added)} new, "
-                          f"{len(written.updated)} updated)", green=True)
+            counts = written_counts({"added": written.added, "updated": written.updated,
+                                     "restarted": written.restarted})
+            tr.write_line(f"baselines written: {written.path} ({counts})", green=True)
         if session.interrupted:
             tr.write_line("interrupted while baselines were written: held until every file was complete",
                           red=True)

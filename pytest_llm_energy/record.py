@@ -59,17 +59,17 @@ def build_record(
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
     decision = judgement.decision
-    other_gpus, card_noise = judgement.other_gpus, judgement.card_noise
+    noise = decision.noise
     compared = [m for m in measurements if not m.warmup]
     warmups = [m for m in measurements if m.warmup]
     samples = [m.joules_per_output_token for m in compared]
     summary = summarize(samples)
     flags = {flag for m in compared for flag in m.flags}
     notes = {note for m in compared for note in m.notes}
-    if other_gpus:
+    if judgement.other_gpus:
         flags.add("other-gpu")
-        notes.add(f"baseline measured on other GPUs ({', '.join(other_gpus)}): judged with "
-                  f"{card_noise:.0%} card-to-card noise combined with the run noise (--energy-card-noise)")
+        notes.add(f"baseline measured on other GPUs ({', '.join(judgement.other_gpus)}): judged with "
+                  f"{noise.card:.1%} card-to-card noise (--energy-card-noise, and cards recorded in the set)")
     flags, notes = sorted(flags), sorted(notes)
     return {
         "nodeid": nodeid,
@@ -86,9 +86,12 @@ def build_record(
         "too_noisy": decision.too_noisy,
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
-        "run_noise": judgement.run_noise,
-        "card_noise": card_noise,  # 0 unless the baseline came from other GPUs
-        "baseline_gpus": list(other_gpus),
+        "run_noise": noise.run if noise else None,  # the spreads the verdict used, each level
+        "card_noise": noise.card if noise else None,  # 0 unless the baseline came from other GPUs
+        "noise": noise.to_dict() if noise else None,
+        "runs": decision.runs,  # recorded runs in the baseline
+        "run": judgement.run.to_dict(),  # this run, as a baseline update records it
+        "baseline_gpus": list(judgement.other_gpus),
         "reason": decision.reason,
         "refused": judgement.refused,
         "robust_cv": summary.robust_cv,
@@ -110,9 +113,13 @@ def build_record(
 
 
 def baseline_entry(record: dict, fingerprint: dict, git_commit: str | None, recorded_at: str) -> dict:
-    """What a baseline file keeps of a record: enough to compare, to explain, and to estimate a workload."""
+    """What a baseline file keeps of a record: enough to compare, to explain, and to estimate a workload.
+
+    It holds this run only; the store adds the runs recorded before it (`baseline.with_history`).
+    """
     return {
         "joules_per_token": record["joules_per_token"],
+        "runs": [{**record["run"], "recorded_at": recorded_at, "git_commit": git_commit}],
         "samples": record["samples"],
         "unit": record["unit"],
         "robust_cv": record["robust_cv"],

@@ -92,25 +92,43 @@ def verdict_counts(records: Iterable[dict]) -> str:
     return count_text(dict(sorted(counts.items()))) if counts else ""
 
 
+def runs_text(runs) -> str:
+    return f"{runs} recorded run{'s' if runs != 1 else ''}" if isinstance(runs, int) and runs else "no runs"
+
+
+def noise_text(noise: Mapping | None) -> str:
+    """'trials 1.2%, runs 3.0% (prior), cards 5.0%': the spread the verdict used at each level."""
+    if not noise:
+        return "-"
+    text = f"trials {noise['trial']:.1%}, runs {noise['run']:.1%} ({noise['run_source']})"
+    return text + (f", cards {noise['card']:.1%}" if noise.get("card") else "")
+
+
+def written_counts(written: Mapping) -> str:
+    """'+2 new, 3 updated (1 history restarted)': what an update did to one baseline file."""
+    text = f"+{len(written['added'])} new, {len(written['updated'])} updated"
+    restarted = len(written.get("restarted") or ())
+    return text + (f" ({restarted} history restarted: stack, workload or energy changed)" if restarted else "")
+
+
 def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
     """What a failing test prints: the numbers that failed it, in a small table."""
     title = strict_reason or (
         f"energy regressed: J per output token {percent(record.get('delta'))} against the baseline "
         f"(tolerance {record['tolerance']:.0%})"
     )
+    decision = record.get("decision") or {}
     table = [
         ["current J/token (median)", joules(record.get("joules_per_token"))],
-        ["baseline J/token (median)", joules(record.get("baseline_joules_per_token"))],
+        [f"baseline J/token ({runs_text(record.get('runs'))})", joules(record.get("baseline_joules_per_token"))],
         ["delta", percent(record.get("delta"))],
         [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
-        ["p-value (larger of rank and Welch)", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
+        ["p-value", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
         ["tolerance", f"{record['tolerance']:.0%}"],
-        ["run-to-run noise assumed", f"{record.get('run_noise') or 0:.0%}"
-         + (f", and {record['card_noise']:.0%} card-to-card (baseline from other GPUs)"
-            if record.get("card_noise") else "")],
-        ["detectable change", f"{record['detectable']:.1%}" if _finite(record.get("detectable")) else "none"],
-        ["samples (current / baseline)",
-         f"{len(record.get('samples', []))} / {record.get('decision', {}).get('n_baseline', '-')}"],
+        ["noise (spread of each level)", noise_text(record.get("noise"))],
+        ["rise caught 80% of the time", f"{record['detectable']:.1%}" if _finite(record.get("detectable"))
+         else "none"],
+        ["trials (current / baseline)", f"{len(record.get('samples', []))} / {decision.get('n_baseline', '-')}"],
         ["meter", record["meter"] + (" (estimated)" if record.get("estimated") else "")],
     ]
     changes = record.get("stack_changes") or []
@@ -167,8 +185,7 @@ def markdown(document: dict) -> str:
         lines += markdown_results(COLUMNS, rows(records), what="results",
                                   attention=[r.get("verdict") in ATTENTION for r in records])
     for written in document.get("written") or []:
-        lines.append(f"Baselines written: `{display_path(written['path'])}` (+{len(written['added'])} new, "
-                     f"{len(written['updated'])} updated).  ")
+        lines.append(f"Baselines written: `{display_path(written['path'])}` ({written_counts(written)}).  ")
     if document.get("git_commit"):
         lines.append(f"Commit `{document['git_commit']}`.")
     return "\n".join(lines).rstrip() + "\n"
@@ -200,7 +217,8 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
         "written": [
-            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated)} for w in session.written
+            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted)}
+            for w in session.written
         ],
     }
     if workers:

@@ -20,12 +20,12 @@ from .baseline import BaselineEntry, BaselineStore, WriteSummary
 from .config import TestSettings
 from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
-from .judge import Noise
 from .meters import make_meter
 from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
 from .runner import WorkloadRunner
+from .stats import IMPROVED, REGRESSED, Evidence, Run
 from .trials import TrialPlan
 from .workload import Workload
 
@@ -46,6 +46,7 @@ class EnergySession:
         self._runner: WorkloadRunner | None = None
         self._pool = None
         self._idle_measured = False
+        self._evidence: Evidence | None = None
         self.progress = lambda text: None  # the plugin installs a terminal writer
         self.records: dict[str, dict] = {}  # nodeid -> record (controller: from every process)
         self.outcomes: dict[str, str] = {}  # nodeid -> passed / failed / error / skipped
@@ -112,30 +113,35 @@ class EnergySession:
     def baseline_entry(self, nodeid: str) -> BaselineEntry | None:
         return self.store.lookup(nodeid)
 
-    def _noise(self, settings: TestSettings) -> Noise:
-        return Noise(run=settings.run_noise, card=settings.card_noise)
+    @property
+    def evidence(self) -> Evidence:
+        """The scatter of recorded runs over this GPU key's baselines, read once per session."""
+        if self._evidence is None:
+            self._evidence = self.store.evidence()
+        return self._evidence
 
     def plan_for(self, nodeid: str, settings: TestSettings) -> TrialPlan:
-        """The trials of one test; adaptive ones ask the judge, with the noise it will use, when to stop."""
+        """The trials of one test; adaptive ones ask the judge's rule when the samples decide."""
         plan = TrialPlan(settings.warmup, settings.trials, settings.max_trials, settings.time_budget)
         if not settings.adaptive:
             return plan
         settled = judge.settled(
-            self.baseline_entry(nodeid), tolerance=settings.tolerance, confidence=settings.confidence,
-            noise=self._noise(settings), gpus=self.meter.device_uuids, on_cpu=self.gpu_key == CPU_KEY,
-            min_trials=settings.trials, max_trials=plan.cap,
+            self.baseline_entry(nodeid), tolerance=settings.tolerance, prior=settings.prior,
+            evidence=self.evidence, gpus=self.meter.device_uuids, min_trials=settings.trials,
+            max_trials=plan.cap, confidence=settings.confidence,
         )
         return replace(plan, settled=settled)
 
     def judge(self, nodeid: str, settings: TestSettings, fixture) -> dict | None:
-        """Compare a test's samples with its baseline; the record says the verdict and why."""
+        """Compare a test's run with its baseline; the record says the verdict and why."""
         if not fixture.samples:
             return None
         entry = self.baseline_entry(nodeid)
         judgement = judge.judge(
-            entry, fixture.samples, tolerance=settings.tolerance, confidence=settings.confidence,
-            noise=self._noise(settings), fingerprint=self.fingerprint(), gpus=self.meter.device_uuids,
-            on_cpu=self.gpu_key == CPU_KEY, allow_hardware_change=self.options["allow_hardware_change"],
+            entry, Run.of(fixture.samples, self.meter.device_uuids), tolerance=settings.tolerance,
+            confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
+            fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
+            allow_hardware_change=self.options["allow_hardware_change"],
         )
         return build_record(
             nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
@@ -168,8 +174,11 @@ class EnergySession:
         entries = self.entries_to_write()
         if not entries:
             return
+        # A run that showed the energy changed starts its test's history afresh: the old runs no longer
+        # describe the workload (accepting a change, as a snapshot update does).
+        changed = frozenset(nodeid for nodeid in entries if self.records[nodeid]["verdict"] in (REGRESSED, IMPROVED))
         try:
-            self.written = self.store.write(entries)
+            self.written = self.store.write(entries, keep=self.options["history"], fresh=changed)
         except EnergyError as error:
             self.write_error = str(error)
         except OSError as error:  # a full disk, no permission: said in the summary, never an INTERNALERROR

@@ -1,92 +1,75 @@
-"""The decision rule: robust summaries of trial samples and the verdict of current energy against a baseline.
+"""The decision rule: a run's J/token against the runs recorded for its baseline, with the noise of each level.
 
-Samples are positive joules per output token, one per trial. Energy of LLM inference is noisy: on an H200 with
-HF ``generate`` the spread across repeats after warm-up is 3-16% with bimodal run times, and comparing single
-runs at a 5% threshold calls 68% of identical pairs a change (MEASUREMENTS.md). So a verdict needs both a size
-(is the change beyond the tolerance?) and a test (is it beyond the noise?), as asv does with a ratio and
-Mann-Whitney U.
+A number moves for three reasons, each a level of the model (all on log J/token, so a spread is relative):
 
-The rule, with ``alpha = 1 - confidence`` (0.01 by default) and the tolerance band ``[1/(1+t), 1+t]``:
+* trial: windows of one run differ (the meter, the work's own jitter);
+* run: whole runs differ, process to process, on the same card (warm-up, host state, compile caches);
+* card: whole cards of one GPU model differ (silicon, cooling, the host around them).
 
-* ``new``: there is no baseline (``None`` or empty).
-* Test: ``scipy.stats.mannwhitneyu(current, baseline, alternative="two-sided")``, two-sided p, U of
-  ``current``. Significant means ``p < alpha``. The method is scipy's own "auto" choice (exact when the
-  smaller side has at most 8 samples and there are no ties, else normal with continuity and tie correction),
-  pinned here and passed explicitly so that the interval below always inverts the very same null distribution.
-* Second test: Welch's t on the log samples (``scipy.stats.ttest_ind(equal_var=False)``). Significant means
-  that BOTH tests reject at ``alpha`` (an intersection-union test, still of level ``alpha``); ``p_value`` is
-  the larger p. Why both: the rank test assumes both sides have the same spread. On a real H200, HF eager
-  runs of one workload minutes apart had five trials all in the fast mode in one run and a mix of modes in
-  the next; the rank test called 3 of 15 unchanged bins regressed or improved. Welch uses each side's own
-  variance, so a noisier side widens its interval; with it none of the 15 was called a change (the cases
-  are in tests/test_stats.py). The rank test still guards Welch against a single wild outlier.
-* Ratio: ``median(current) / median(baseline)``, reported as the headline; ``delta = ratio - 1``.
-* Interval of the ratio: the distribution-free interval for a shift of log samples that inverts the same test
-  (Hodges-Lehmann / Moses). Sort the ``n*m`` differences ``log(c_i) - log(b_j)``; the bounds are the k-th
-  smallest and the k-th largest, exponentiated. ``k - 1`` is the largest U whose two-sided p is below
-  ``alpha``: from the exact null distribution of U (counted by the Gaussian-binomial recurrence) on the exact
-  path, from the normal approximation with continuity and tie correction on the asymptotic one. So
-  "significant" and "the interval excludes 1" agree (exactly without ties; ties between the two sides can
-  shift it by one rank). When the counts cannot reach ``p < alpha`` at all (4 vs 4 at 0.01: the smallest
-  two-sided p is 2/70), the interval is (0, inf) and is reported as ``None``. The reported interval is the
-  envelope of this one and Welch's interval of the ratio of geometric means, so it excludes 1 exactly when
-  both tests reject.
-* ``regressed``: significant, ratio > 1, and ``ci_high > 1 + t``: a real increase not shown to be within
-  tolerance.
-* ``improved``: significant, ratio < 1, and ``ci_low < 1/(1+t)``.
-* ``inconclusive``: the ratio is outside the band but neither of the above holds (not significant, or, rarely,
-  the medians and the ranks point opposite ways).
-* ``unchanged``: otherwise, including a significant change whose interval lies inside the band.
-* ``detectable``: the smallest relative change these counts and this noise detect at ``confidence`` with 80%
-  power: ``se = 1.2533 * sqrt(s_b**2/n_b + s_c**2/n_c)`` and
-  ``detectable = exp((z_{1-alpha/2} + z_{0.8}) * se) - 1``, where s is the normal sigma implied by the
-  interquartile range of the log samples (IQR/1.349; see ``_log_sigma`` for why not the MAD) and
-  1.2533 = sqrt(pi/2) is the variance cost of a median. ``inf`` when the counts cannot reach significance.
-  ``too_noisy = detectable > t``: that test cannot guard its tolerance. With no baseline it is what a baseline
-  of the same size and noise as ``current`` would give.
+A run is summarised by its median (robust to one wild trial, even of three). Its median varies around the
+run's level by ``c(n) * trial**2 / n`` (``c`` is the variance cost of a median over a mean); the run's level
+varies around the test's by ``run**2``. The baseline is the mean of the medians of its K recorded runs.
+So ``d = log(median now) - mean(log median of each recorded run)`` has variance
 
-The tolerance band is symmetric in log space: a 5% tolerance means +5% or -4.76% (1/1.05). All comparisons are
-made on logs, so swapping baseline and current swaps ``regressed`` and ``improved`` exactly.
+    V = run**2 * (1 + 1/K) + c(n)*trial**2/n + sum(c(n_k)*trial**2/n_k)/K**2  [+ card**2 * (1 + 1/J)]
 
-Why this rule: A/A comparisons (two sample sets of one configuration) raise a false alarm only through a
-significant test, whose exact size at alpha 0.01 is below 1% (0.7-0.9% for 5-20 trials a side); the interval
-condition only removes alarms. Requirements checked by ``benchmarks/detection.py`` (simulated noise, 4000 A/A
-and 2000 changed pairs a cell): A/A false alarms 0.0-0.5% at 2% noise and 0.4-0.9% at 10% noise or bimodal run
-times; a +5% change on 2% noise caught in 98% of comparisons with 10 trials per side (57% with 5, 85% with 7).
-The flip side of catching a change at the tolerance: a real +3% on 2% noise is also called regressed about
-half the time at 10 trials (its interval cannot yet exclude +5%); more trials narrow the interval, and such a
-change comes out ``unchanged`` more often.
+where the card term applies when this run's GPUs are none of the baseline's (J: the cards its runs came
+from). Each variance is estimated from data:
 
-Adaptive trials (``should_stop``): looking after every trial and stopping at the first significant result
-would multiply the false-alarm rate by the number of looks (2.5-3.4% instead of 0.7-0.9% for 3..10 or 5..20
-trials, simulated). So an early stop on a regression or improvement asks for a stricter level (half of
-``alpha`` spread over the looks, Bonferroni); stopping because the interval already lies inside the band costs
-no false alarms; at ``max_trials`` the caller decides at the full ``alpha``.
+* trial: the trials' spread, pooled over this run and the recorded runs (one stack, one workload);
+* run: the scatter of the recorded run medians beyond what their trials explain, moderated towards a value
+  pooled over every test of the baselines set, and that towards a prior (`--energy-run-noise`, weighted as
+  PRIOR_WEIGHT degrees of freedom), so one run or two never claim to know it;
+* card: likewise from entries whose runs came from several cards, towards `--energy-card-noise`.
+
+The degrees of freedom of each estimate combine by Welch-Satterthwaite, and the interval of the ratio is
+``exp(d +- t * sqrt(V))`` at the chosen confidence. Verdicts, with the tolerance band ``[1/(1+t), 1+t]``:
+
+* ``unchanged``: the interval lies inside the band;
+* ``regressed``: significant (p < 1 - confidence) and the estimate beyond the band; ``improved`` the mirror;
+* ``inconclusive``: neither shown (too few runs, too much noise, or a change near the tolerance);
+* ``new``: no baseline.
+
+``detectable`` is the rise caught 80% of the time: ``max(band, t * se) + t_0.8 * se`` (a rise must be both
+significant and beyond the band). ``too_noisy``: the interval is wider than the band, so this test cannot
+come out ``unchanged`` whatever it measures. The rule works on arrays of replicates as well as on one run,
+so `benchmarks/detection.py` simulates this very code.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from fractions import Fraction
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.stats import mannwhitneyu, norm, ttest_ind
 from scipy.stats import t as student_t
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "new")
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE, NEW = VERDICTS
 DEFAULT_CONFIDENCE = 0.99
+DEFAULT_RUN_NOISE = 0.03  # prior spread of a run's level on one card, until recorded runs say otherwise
+DEFAULT_CARD_NOISE = 0.05  # prior spread of a card's level within a GPU model
+PRIOR_WEIGHT = 3  # a prior counts as this many degrees of freedom (the scatter of four runs)
+POOLED_WEIGHT_CAP = 6  # a test's own runs outweigh what other tests of its set say, once it has a few
+DETECTION_POWER = 0.80
 
 MAD_TO_SIGMA = 1.4826  # a normal's sigma per unit of median absolute deviation
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi/2): a normal's sigma per unit of mean absolute deviation
-IQR_TO_SIGMA = 1.3490  # a normal's interquartile range in units of sigma
-MEDIAN_VARIANCE_COST = 1.2533  # sqrt(pi/2): standard error of a median over that of a mean, normal data
 OUTLIER_Z = 3.5  # Iglewicz and Hoaglin's cut on the modified z-score
-DETECTION_POWER = 0.80
-EXACT_MAX_SMALLER_SIDE = 8  # scipy's "auto": exact U distribution up to this size of the smaller side
+# Var(median of n normal samples) / (sigma**2 / n), n = 1..20 (simulated, 4e5 replicates each); beyond,
+# pi/2 * n/(n + 0.5) for odd n and pi/2 * n/(n + 1.5) for even n follow it within 1%.
+_MEDIAN_COST = (1.0, 1.0, 1.344, 1.198, 1.430, 1.288, 1.472, 1.347, 1.494, 1.379,
+                1.517, 1.405, 1.522, 1.426, 1.526, 1.444, 1.529, 1.456, 1.538, 1.469)
+
+
+def median_cost(n: int) -> float:
+    if n <= len(_MEDIAN_COST):
+        return _MEDIAN_COST[n - 1]
+    return math.pi / 2 * n / (n + (0.5 if n % 2 else 1.5))
+
+
+# --- values ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -101,36 +84,336 @@ class SampleSummary:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run (a process) of a test: the median of its trials, how many, their spread, where and when."""
+
+    median: float  # J per output token
+    trials: int
+    spread: float  # standard deviation of the log samples (a relative spread); 0 for one trial
+    gpus: frozenset[str] = frozenset()
+    recorded_at: str | None = None
+
+    @classmethod
+    def of(cls, samples: Sequence[float], gpus: Iterable[str] = (), recorded_at: str | None = None) -> Run:
+        values = validated(samples, "samples")
+        logs = np.log(values)
+        spread = float(np.std(logs, ddof=1)) if len(values) > 1 else 0.0
+        return cls(float(np.median(values)), len(values), spread, frozenset(gpus), recorded_at)
+
+    def to_dict(self) -> dict:
+        return {"median": self.median, "trials": self.trials, "spread": self.spread,
+                "gpus": sorted(self.gpus), "recorded_at": self.recorded_at}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What the rule assumes before runs are recorded: relative spreads of a run and of a card."""
+
+    run: float = DEFAULT_RUN_NOISE
+    card: float = DEFAULT_CARD_NOISE
+
+    def __post_init__(self) -> None:
+        for name in ("run", "card"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} noise must be a fraction in [0, 1) (0.05 means 5%), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Run-to-run and card-to-card scatter over the tests of a baselines set, beyond what trials explain.
+
+    Sums of (degrees of freedom x excess variance) and the degrees of freedom, so one test's own part can be
+    taken out again (`without`) before its own runs are weighed against the rest.
+    """
+
+    run_sum: float = 0.0
+    run_df: int = 0
+    card_sum: float = 0.0
+    card_df: int = 0
+
+    @classmethod
+    def of(cls, histories: Iterable[Sequence[Run]]) -> Evidence:
+        total = cls()
+        for history in histories:
+            total = total + cls.of_history(history)
+        return total
+
+    @classmethod
+    def of_history(cls, runs: Sequence[Run]) -> Evidence:
+        """What one test's recorded runs say: their scatter beyond their trials, by run and by card."""
+        if len(runs) < 2:
+            return cls()
+        trial_var, _ = _pooled_trial_variance([(r.trials, r.spread) for r in runs])
+        medians = np.log([r.median for r in runs])
+        own = [median_cost(r.trials) * trial_var / r.trials for r in runs]
+        cards = {}
+        for run, median, variance in zip(runs, medians, own, strict=True):
+            cards.setdefault(run.gpus, []).append((median, variance))
+        if len(cards) < 2:
+            return cls(float(np.var(medians, ddof=1) - np.mean(own)) * (len(runs) - 1), len(runs) - 1)
+        # Runs within each card estimate the run scatter; the card means' scatter, less what runs explain,
+        # the card scatter.
+        within = [(len(group) - 1, np.var([m for m, _ in group], ddof=1) - np.mean([v for _, v in group]))
+                  for group in cards.values() if len(group) > 1]
+        run_df = sum(df for df, _ in within)
+        run_sum = sum(df * excess for df, excess in within)
+        run_var = run_sum / run_df if run_df else 0.0
+        means = [np.mean([m for m, _ in group]) for group in cards.values()]
+        explained = np.mean([(run_var + np.mean([v for _, v in group])) / len(group) for group in cards.values()])
+        card_excess = float(np.var(means, ddof=1) - explained)
+        return cls(float(run_sum), run_df, card_excess * (len(cards) - 1), len(cards) - 1)
+
+    def __add__(self, other: Evidence) -> Evidence:
+        return Evidence(self.run_sum + other.run_sum, self.run_df + other.run_df,
+                        self.card_sum + other.card_sum, self.card_df + other.card_df)
+
+    def without(self, part: Evidence) -> Evidence:
+        return Evidence(self.run_sum - part.run_sum, self.run_df - part.run_df,
+                        self.card_sum - part.card_sum, self.card_df - part.card_df)
+
+
+DEFAULT_PRIOR = Prior()
+NO_EVIDENCE = Evidence()
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The spread of each level a comparison used (relative), with its degrees of freedom and source."""
+
+    trial: float
+    trial_df: int
+    run: float
+    run_df: float
+    run_source: str  # "recorded runs", "pooled", "prior"; "none" where runs cannot differ (A/B)
+    card: float = 0.0  # applied only when the baseline came from other GPUs
+    card_df: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The verdict on one test's current samples against its baseline, with the numbers behind it."""
+    """The verdict on one run against its baseline, with the numbers behind it."""
 
     verdict: str  # one of VERDICTS
-    ratio: float | None  # median(current) / median(baseline)
+    ratio: float | None  # median now / the baseline (geometric mean of its runs' medians)
     delta: float | None  # ratio - 1
-    ci_low: float | None  # interval of the ratio at `confidence`; None when the counts cannot bound it
+    ci_low: float | None  # interval of the ratio at `confidence`
     ci_high: float | None
-    p_value: float | None  # the larger of the two tests' p-values: significant only if both reject
-    statistic: float | None  # U of current: pairs (c, b) with c > b, ties counted one half
-    detectable: (
-        float | None
-    )  # smallest relative change detectable at `confidence` with 80% power; inf if none
-    too_noisy: bool  # detectable > tolerance
+    p_value: float | None
+    significant: bool
+    detectable: float | None  # the rise caught 80% of the time (inf where none would be)
+    too_noisy: bool  # the interval is wider than the tolerance band: `unchanged` is out of reach
     tolerance: float
     confidence: float
-    n_baseline: int
+    n_baseline: int  # trials in the latest recorded run
     n_current: int
+    runs: int  # recorded runs in the baseline
+    df: float | None  # degrees of freedom of the interval
+    noise: Noise | None
     reason: str
-    rank_p_value: float | None = None  # Mann-Whitney U, two-sided
-    welch_p_value: float | None = None  # Welch's t on log samples (unequal variances), two-sided
+    extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-safe fields: +inf becomes the string "inf" (``float("inf")`` reads it back); nan, None."""
-        return {name: _json_number(value) for name, value in asdict(self).items()}
+        data = {name: _json_number(value) for name, value in asdict(self).items() if name != "noise"}
+        data["noise"] = self.noise.to_dict() if self.noise else None
+        return data
+
+
+# --- the rule, on arrays of replicates (one row per replicate; the plugin passes one) -----------------------
+
+
+def _pooled_trial_variance(parts: Iterable[tuple[int, float]]) -> tuple[float, int]:
+    """Trial variance of log samples pooled over runs of (trials, spread); and its degrees of freedom."""
+    total = df = 0
+    for trials, spread in parts:
+        total += (trials - 1) * spread**2
+        df += trials - 1
+    return (total / df if df else 0.0), df
+
+
+def _satterthwaite(terms: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Degrees of freedom of a sum of variance estimates, each with its own (Welch-Satterthwaite)."""
+    total = sum(variance for variance, _ in terms)
+    spread = sum(np.where(variance > 0, variance**2 / df, 0.0) for variance, df in terms if df > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(spread > 0, total**2 / np.where(spread > 0, spread, 1.0), np.inf)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The rule's numbers for R replicates at once (arrays of shape (R,)); `Decision` is one of them."""
+
+    d: np.ndarray  # log ratio, now against the baseline
+    se: np.ndarray
+    df: np.ndarray
+    low: np.ndarray  # log interval
+    high: np.ndarray
+    p_value: np.ndarray
+    verdict: np.ndarray  # indices into VERDICTS
+    detectable: np.ndarray  # as a fraction
+    too_noisy: np.ndarray
+    trial: np.ndarray  # spreads used (log sd) and their degrees of freedom
+    trial_df: int
+    run: np.ndarray
+    run_df: np.ndarray
+    run_source: str
+    card: float
+    card_df: float
+
+
+def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evidence: Evidence,
+                  run_to_run: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """Between-run variance: the test's own recorded runs, moderated towards its set, and that towards the
+    prior. Returns the variance, its degrees of freedom and where it came from."""
+    replicates, runs = base_medians.shape
+    if not run_to_run:
+        return np.zeros(replicates), np.full(replicates, np.inf), "none"
+    pooled_df = PRIOR_WEIGHT + evidence.run_df
+    pooled = max(0.0, (PRIOR_WEIGHT * math.log1p(prior.run) ** 2 + evidence.run_sum) / pooled_df)
+    weight = min(pooled_df, POOLED_WEIGHT_CAP)
+    if runs < 2:
+        source = "pooled" if evidence.run_df else "prior"
+        return np.full(replicates, pooled), np.full(replicates, float(weight)), source
+    excess = np.var(base_medians, axis=1, ddof=1) - own.mean(axis=1)
+    variance = np.maximum(0.0, (weight * pooled + (runs - 1) * excess) / (weight + runs - 1))
+    return variance, np.full(replicates, float(weight + runs - 1)), "recorded runs"
+
+
+def _card_variance(prior: Prior, evidence: Evidence, base_cards: int | None) -> tuple[float, float]:
+    if base_cards is None:
+        return 0.0, 0.0
+    df = PRIOR_WEIGHT + evidence.card_df
+    variance = max(0.0, (PRIOR_WEIGHT * math.log1p(prior.card) ** 2 + evidence.card_sum) / df)
+    return variance * (1 + 1 / base_cards), float(df)
+
+
+def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_spreads: np.ndarray,
+                   current_median: np.ndarray, current_trials: int, current_spread: np.ndarray, *,
+                   tolerance: float, confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR,
+                   evidence: Evidence = NO_EVIDENCE, base_cards: int | None = None,
+                   run_to_run: bool = True) -> Comparison:
+    """The rule for R replicates: log medians (R, K) and spreads (R, K) of K recorded runs, and this run's
+    log median and spread (R,). `base_cards` is the number of cards the baseline came from when this run is
+    on none of them (None: the same card)."""
+    check_settings(tolerance, confidence)
+    base_medians, base_spreads = np.atleast_2d(base_medians), np.atleast_2d(base_spreads)
+    runs = base_medians.shape[1]
+    trials = np.asarray(base_trials, dtype=float)
+    trial_df = int(trials.sum() - runs + current_trials - 1)
+    pooled = ((trials - 1) * base_spreads**2).sum(axis=1) + (current_trials - 1) * current_spread**2
+    trial_var = pooled / trial_df if trial_df else np.zeros_like(current_spread)
+    own = np.array([median_cost(int(n)) / n for n in trials]) * trial_var[:, None]
+    current_own = median_cost(current_trials) / current_trials * trial_var
+    run_var, run_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run)
+    card_var, card_df = _card_variance(prior, evidence, base_cards)
+    between = run_var * (1 + 1 / runs)
+    within = current_own + own.sum(axis=1) / runs**2
+    variance = between + within + card_var
+    df = _satterthwaite([(between, run_df), (within, trial_df), (np.full_like(variance, card_var), card_df)])
+    d = current_median - base_medians.mean(axis=1)
+    se = np.sqrt(variance)
+    alpha = 1 - confidence
+    q = student_t.ppf(1 - alpha / 2, df)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_value = np.where(se > 0, 2 * student_t.sf(np.abs(d) / np.where(se > 0, se, 1.0), df),
+                           np.where(d != 0, 0.0, 1.0))
+    band = math.log1p(tolerance)
+    low, high = d - q * se, d + q * se
+    significant = p_value < alpha
+    verdict = np.full(d.shape, VERDICTS.index(INCONCLUSIVE))
+    verdict[significant & (d > band)] = VERDICTS.index(REGRESSED)
+    verdict[significant & (d < -band)] = VERDICTS.index(IMPROVED)
+    verdict[(low >= -band) & (high <= band)] = VERDICTS.index(UNCHANGED)
+    with np.errstate(over="ignore"):  # a few wild trials: no rise would be caught, inf
+        detectable = np.expm1(np.maximum(band, q * se) + student_t.ppf(DETECTION_POWER, df) * se)
+    return Comparison(d, se, df, low, high, p_value, verdict, detectable, q * se > band, np.sqrt(trial_var),
+                      trial_df, np.sqrt(run_var), run_df, source, math.sqrt(card_var), card_df)
+
+
+# --- one run against its baseline ------------------------------------------------------------------------
+
+
+def other_cards(baseline: Sequence[Run] | None, current: Run) -> set[frozenset[str]]:
+    """The cards (GPU sets) a baseline's runs came from, when this run is on none of them; else empty.
+
+    Runs that do not name their GPUs (older entries, the CPU) are never on another card.
+    """
+    cards = {run.gpus for run in baseline or () if run.gpus}
+    return cards if current.gpus and current.gpus not in cards else set()
+
+
+def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
+            confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR, evidence: Evidence = NO_EVIDENCE,
+            run_to_run: bool = True) -> Decision:
+    """The verdict of this run against the runs recorded for its baseline (none: `new`)."""
+    check_settings(tolerance, confidence)
+    baseline = list(baseline or ())
+    reference = baseline or [current]  # with no baseline: what a baseline like this run could detect
+    cards = other_cards(baseline, current)
+    found = compare_arrays(
+        np.log([[run.median for run in reference]]), [run.trials for run in reference],
+        np.array([[run.spread for run in reference]]), np.log([current.median]), current.trials,
+        np.array([current.spread]), tolerance=tolerance, confidence=confidence, prior=prior,
+        evidence=evidence, base_cards=len(cards) if cards else None, run_to_run=run_to_run,
+    )
+    noise = Noise(float(np.expm1(found.trial[0])), found.trial_df, float(np.expm1(found.run[0])),
+                  float(found.run_df[0]), found.run_source, math.expm1(found.card), found.card_df)
+    detectable, too_noisy = float(found.detectable[0]), bool(found.too_noisy[0])
+    if not baseline:
+        return Decision(NEW, None, None, None, None, None, False, detectable, too_noisy, tolerance, confidence,
+                        0, current.trials, 0, float(found.df[0]), noise,
+                        _new_reason(current, detectable, noise))
+    d, low, high, p = float(found.d[0]), float(found.low[0]), float(found.high[0]), float(found.p_value[0])
+    verdict = VERDICTS[int(found.verdict[0])]
+    significant = p < 1 - confidence
+    reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,
+                     tolerance, detectable, len(baseline))
+    return Decision(verdict, _ratio(d), _ratio(d) - 1, _ratio(low), _ratio(high), p, significant,
+                    detectable, too_noisy, tolerance, confidence, sum(run.trials for run in baseline),
+                    current.trials, len(baseline), float(found.df[0]), noise, reason)
+
+
+def decide(baseline: Sequence[float] | None, current: Sequence[float], tolerance: float, *,
+           confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR, run_to_run: bool = True) -> Decision:
+    """`compare` for plain sample lists: the baseline's samples as one recorded run."""
+    baseline_runs = [Run.of(baseline)] if baseline is not None and len(baseline) else None
+    return compare(baseline_runs, Run.of(current), tolerance, confidence=confidence, prior=prior,
+                   run_to_run=run_to_run)
+
+
+def should_stop(decision_at: Callable[[Sequence[float], float], Decision], samples: Sequence[float], *, min_trials: int, max_trials: int,
+                confidence: float) -> bool:
+    """Whether adaptive trials can stop after these samples; `decision_at(samples, confidence)` judges them.
+
+    Before `min_trials` no, at `max_trials` yes. In between: yes once the interval lies inside the band (no
+    false alarm can come of stopping there), or once a regression or improvement is shown at a stricter
+    level: half of 1 - confidence spread over the looks (Bonferroni), so looking after every trial adds at
+    most half the level to the last look's false alarms.
+    """
+    if len(samples) < min_trials:
+        return False
+    if len(samples) >= max_trials:
+        return True
+    decision = decision_at(samples, confidence)
+    if decision.verdict in (UNCHANGED, NEW):
+        return decision.verdict == UNCHANGED or not decision.too_noisy
+    if decision.verdict in (REGRESSED, IMPROVED):
+        looks = max_trials - min_trials + 1
+        strict = decision_at(samples, 1 - (1 - confidence) / (2 * looks))
+        return strict.verdict == decision.verdict
+    return False
+
+
+# --- summaries, checks and wording ---------------------------------------------------------------------
 
 
 def summarize(samples: Sequence[float]) -> SampleSummary:
     """Median, scaled MAD, robust CV and outlier marks of positive finite samples."""
-    values = _validated(samples, "samples")
+    values = validated(samples, "samples")
     median = float(np.median(values))
     deviations = values - median
     raw_mad = float(np.median(np.abs(deviations)))
@@ -145,356 +428,7 @@ def summarize(samples: Sequence[float]) -> SampleSummary:
     return SampleSummary(n=len(values), median=median, mad=mad, robust_cv=robust_cv, outliers=outliers)
 
 
-def combine_noise(*spreads: float) -> float:
-    """One relative spread from independent ones (run-to-run, card-to-card): they add in log variance."""
-    combined = math.expm1(math.sqrt(sum(math.log1p(spread) ** 2 for spread in spreads)))
-    if combined >= 1:
-        raise ValueError(f"spreads of {', '.join(f'{s:.0%}' for s in spreads)} combine to {combined:.0%}; "
-                         "a run-to-run spread must stay below 100%")
-    return combined
-
-
-def decide(
-    baseline: Sequence[float] | None,
-    current: Sequence[float],
-    tolerance: float,
-    *,
-    confidence: float = DEFAULT_CONFIDENCE,
-    run_noise: float = 0.0,
-) -> Decision:
-    """The verdict of `current` against `baseline` at `tolerance` (a fraction); see the module docstring.
-
-    `run_noise` is the relative spread of a whole run's median from one run to the next that trials within
-    one run cannot show (a process-level state of the stack); it widens Welch's interval and the detectable
-    change. 0 trusts the trials alone.
-    """
-    _check_settings(tolerance, confidence)
-    if isinstance(run_noise, bool) or not isinstance(run_noise, (int, float)) or not 0 <= run_noise < 1:
-        raise ValueError(f"run_noise must be a fraction in [0, 1) (0.05 means 5%), got {run_noise!r}")
-    run_log_sd = math.log1p(run_noise)
-    current_values = _validated(current, "current")
-    alpha = 1.0 - confidence
-    log_current = np.log(current_values)
-    n_current = len(current_values)
-
-    if baseline is None or len(baseline) == 0:
-        # What a same-size baseline with the same noise could detect: tells a new test whether it will be able
-        # to guard its tolerance once its baseline is stored.
-        sigma = _log_sigma(log_current)
-        detectable = _detectable(sigma, n_current, sigma, n_current, alpha, run_log_sd)
-        too_noisy = detectable > tolerance
-        median = float(np.median(current_values))
-        spread = summarize(current_values).robust_cv
-        reason = (
-            f"no baseline: median {median:.4g} J/token over {n_current} trial{'s' if n_current != 1 else ''}"
-            f" (robust CV {_percent(spread, signed=False)}); a baseline like it could detect"
-            f" {_detectable_text(detectable)}"
-        )
-        return Decision(
-            verdict=NEW,
-            ratio=None,
-            delta=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            statistic=None,
-            detectable=detectable,
-            too_noisy=too_noisy,
-            tolerance=tolerance,
-            confidence=confidence,
-            n_baseline=0,
-            n_current=n_current,
-            reason=reason,
-        )
-
-    baseline_values = _validated(baseline, "baseline")
-    log_baseline = np.log(baseline_values)
-    n_baseline = len(baseline_values)
-
-    median_current = float(np.median(current_values))
-    median_baseline = float(np.median(baseline_values))
-    ratio = median_current / median_baseline
-    delta = ratio - 1.0
-    # Compare on logs: log(a) - log(b) == -(log(b) - log(a)) exactly, so verdicts mirror under a swap.
-    log_ratio = math.log(median_current) - math.log(median_baseline)
-    band = math.log1p(tolerance)
-
-    has_ties = len(np.unique(np.concatenate([current_values, baseline_values]))) < n_current + n_baseline
-    method = _test_method(n_current, n_baseline, has_ties)
-    test = mannwhitneyu(current_values, baseline_values, alternative="two-sided", method=method)
-    rank_p = float(test.pvalue)
-    statistic = float(test.statistic)
-
-    k = _interval_rank(current_values, baseline_values, alpha, method)
-    if k >= 1:
-        differences = np.sort(np.subtract.outer(log_current, log_baseline), axis=None)
-        rank_interval = (float(differences[k - 1]), float(differences[differences.size - k]))
-    else:
-        rank_interval = (-math.inf, math.inf)
-    welch_p, welch_interval = _welch(log_current, log_baseline, confidence, run_log_sd)
-    # Both tests must reject (an intersection-union test: still of level alpha). The rank test alone assumes
-    # both sides have the same spread; on a GPU one run's trials can sit in one mode of a bimodal workload
-    # and the next run's straddle both, and the rank test then calls noise a change. Welch's interval uses
-    # each side's own variance, so a side that is noisier widens it (seen on an H200, see the docstring).
-    p_value = max(rank_p, welch_p)
-    significant = p_value < alpha
-    log_low = min(rank_interval[0], welch_interval[0])
-    log_high = max(rank_interval[1], welch_interval[1])
-    if math.isfinite(log_low) and math.isfinite(log_high):
-        ci_low, ci_high = math.exp(log_low), math.exp(log_high)
-    else:
-        ci_low = ci_high = None
-
-    detectable = _detectable(
-        _log_sigma(log_baseline), n_baseline, _log_sigma(log_current), n_current, alpha, run_log_sd
-    )
-    too_noisy = detectable > tolerance
-
-    ranks_rise = statistic > n_current * n_baseline / 2  # the direction the test saw
-    if significant and log_ratio > 0 and log_high > band:
-        verdict = REGRESSED
-    elif significant and log_ratio < 0 and log_low < -band:
-        verdict = IMPROVED
-    elif abs(log_ratio) > band:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = UNCHANGED
-
-    reason = _reason(
-        verdict,
-        delta=delta,
-        ci=(ci_low, ci_high),
-        p_value=p_value,
-        alpha=alpha,
-        confidence=confidence,
-        significant=significant,
-        medians_rise=log_ratio > 0,
-        ranks_rise=ranks_rise,
-        tolerance=tolerance,
-        detectable=detectable,
-    )
-    return Decision(
-        verdict=verdict,
-        ratio=ratio,
-        delta=delta,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=p_value,
-        statistic=statistic,
-        rank_p_value=rank_p,
-        welch_p_value=welch_p,
-        detectable=detectable,
-        too_noisy=too_noisy,
-        tolerance=tolerance,
-        confidence=confidence,
-        n_baseline=n_baseline,
-        n_current=n_current,
-        reason=reason,
-    )
-
-
-def should_stop(
-    baseline: Sequence[float] | None,
-    current: Sequence[float],
-    tolerance: float,
-    *,
-    confidence: float = DEFAULT_CONFIDENCE,
-    min_trials: int,
-    max_trials: int,
-    run_noise: float = 0.0,
-) -> bool:
-    """Whether the runner can stop adding trials; afterwards it calls ``decide`` on the same samples.
-
-    True at ``max_trials``; before ``min_trials`` False (an empty `current` is simply "not yet", so this can
-    guard a ``while`` loop). In between, with a baseline: True when the interval of the ratio already lies
-    inside the tolerance band, or when the samples give a regressed/improved verdict at the stricter level
-    ``alpha / (2 * looks)`` (``looks = max_trials - min_trials + 1``): half of ``alpha`` spread over the looks
-    (Bonferroni), so that looking after every trial adds at most ``alpha/2`` to the last look's false alarms.
-    Without a baseline: True when a baseline of the same size and noise could detect a change of `tolerance`
-    (``detectable <= tolerance``).
-    """
-    _check_settings(tolerance, confidence)
-    if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:
-        raise ValueError(f"min_trials must be an integer >= 1, got {min_trials!r}")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < min_trials:
-        raise ValueError(f"max_trials must be an integer >= min_trials ({min_trials}), got {max_trials!r}")
-    if current is not None and len(current) == 0:
-        return False
-    current_values = _validated(current, "current")
-    n_current = len(current_values)
-    if n_current >= max_trials:
-        return True
-    if n_current < min_trials:
-        return False
-
-    if baseline is None or len(baseline) == 0:
-        return (
-            decide(None, current_values, tolerance, confidence=confidence, run_noise=run_noise).detectable
-            <= tolerance
-        )
-
-    decision = decide(baseline, current_values, tolerance, confidence=confidence, run_noise=run_noise)
-    band = math.log1p(tolerance)
-    if (
-        decision.ci_low is not None
-        and math.log(decision.ci_low) >= -band
-        and math.log(decision.ci_high) <= band
-    ):
-        return True
-    if decision.verdict in (REGRESSED, IMPROVED):
-        looks = max_trials - min_trials + 1
-        early_alpha = (1.0 - confidence) / (2 * looks)
-        strict = decide(
-            baseline, current_values, tolerance, confidence=1.0 - early_alpha, run_noise=run_noise
-        )
-        return strict.verdict == decision.verdict
-    return False
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The null distribution of U and the rank of the interval bounds
-
-
-def u_null_counts(n: int, m: int) -> tuple[int, ...]:
-    """How many of the C(n+m, n) orderings of n and m distinct values give U = 0, 1, ..., n*m.
-
-    These are the coefficients of the Gaussian binomial [n+m choose n](q) = prod_{i=1..n} (1-q^(m+i))/(1-q^i),
-    built one factor at a time in exact integers (the counts outgrow 64 bits).
-    """
-    return _u_null_counts(*sorted((int(n), int(m))))
-
-
-@lru_cache(maxsize=256)
-def _u_null_counts(smaller: int, larger: int) -> tuple[int, ...]:
-    counts = [1]
-    for i in range(1, smaller + 1):
-        step = larger + i
-        grown = counts + [0] * step
-        for u, count in enumerate(counts):  # times (1 - q^step)
-            grown[u + step] -= count
-        for u in range(i, len(grown)):  # divided by (1 - q^i): exact, the quotient is a polynomial
-            grown[u] += grown[u - i]
-        counts = grown[: i * larger + 1]
-    return tuple(counts)
-
-
-def exact_interval_rank(n: int, m: int, alpha: float) -> int:
-    """k of the exact interval: 1 + the largest u whose two-sided exact p is below alpha; 0 if none is."""
-    return _exact_interval_rank(*sorted((int(n), int(m))), Fraction(alpha))
-
-
-@lru_cache(maxsize=4096)
-def _exact_interval_rank(smaller: int, larger: int, alpha: Fraction) -> int:
-    counts = _u_null_counts(smaller, larger)
-    total = math.comb(smaller + larger, smaller)
-    k = 0
-    cumulative = 0
-    for count in counts[: len(counts) // 2 + 1]:
-        cumulative += count
-        if 2 * cumulative >= alpha * total:
-            break
-        k += 1
-    return k
-
-
-def _asymptotic_interval_rank(n: int, m: int, tie_term: float, alpha: float) -> int:
-    """k for the normal approximation scipy uses: significant iff min(U, nm-U) < nm/2 - 1/2 - z * sigma."""
-    total = n + m
-    sigma = math.sqrt(n * m / 12 * ((total + 1) - tie_term / (total * (total - 1))))
-    bound = n * m / 2 - 0.5 - _z_two_sided(alpha) * sigma
-    return max(0, math.ceil(bound))
-
-
-@lru_cache(maxsize=64)
-def _z_two_sided(alpha: float) -> float:
-    """The normal quantile z with P(|Z| > z) = alpha (cached: scipy's quantiles cost ~0.1 ms a call)."""
-    return float(norm.isf(alpha / 2))
-
-
-def _test_method(n: int, m: int, has_ties: bool) -> str:
-    """scipy's "auto" choice, made here so that the test and the interval use one null distribution."""
-    if min(n, m) <= EXACT_MAX_SMALLER_SIDE and not has_ties:
-        return "exact"
-    return "asymptotic"
-
-
-def _interval_rank(current: np.ndarray, baseline: np.ndarray, alpha: float, method: str) -> int:
-    if method == "exact":
-        return exact_interval_rank(len(current), len(baseline), alpha)
-    _, tie_sizes = np.unique(np.concatenate([current, baseline]), return_counts=True)
-    tie_term = float(np.sum(tie_sizes.astype(float) ** 3 - tie_sizes))
-    return _asymptotic_interval_rank(len(current), len(baseline), tie_term, alpha)
-
-
-@lru_cache(maxsize=4096)
-def _significance_possible(n_baseline: int, n_current: int, alpha: float) -> bool:
-    """Whether samples of these counts (without ties) can reach p < alpha at all."""
-    if _test_method(n_current, n_baseline, has_ties=False) == "exact":
-        return exact_interval_rank(n_current, n_baseline, alpha) >= 1
-    return _asymptotic_interval_rank(n_current, n_baseline, 0.0, alpha) >= 1
-
-
-def _detectable(
-    sigma_baseline: float, n_baseline: int, sigma_current: float, n_current: int, alpha: float,
-    run_log_sd: float = 0.0,
-) -> float:
-    if not _significance_possible(n_baseline, n_current, alpha):
-        return math.inf
-    standard_error = math.sqrt(
-        MEDIAN_VARIANCE_COST**2 * (sigma_baseline**2 / n_baseline + sigma_current**2 / n_current)
-        + 2 * run_log_sd**2
-    )
-    z_sum = _z_two_sided(alpha) + _z_two_sided(2 * (1 - DETECTION_POWER))
-    return math.expm1(z_sum * standard_error)
-
-
-def _welch(
-    log_current: np.ndarray, log_baseline: np.ndarray, confidence: float, run_log_sd: float = 0.0
-) -> tuple[float, tuple[float, float]]:
-    """Welch's t-test on log samples: two-sided p and the interval of the log ratio of geometric means.
-
-    With one sample on a side its variance is unknown: p is 1 and the interval unbounded. With no spread on
-    either side (and no run noise) the difference is exact: p is 0 if the means differ (1 if not) and the
-    interval a point. Run noise adds a variance term of each side's run median that trials cannot shrink; it
-    counts as known, so it adds no degrees of freedom (Welch-Satterthwaite over the sample terms only).
-    """
-    if len(log_current) < 2 or len(log_baseline) < 2:
-        return 1.0, (-math.inf, math.inf)
-    difference = float(np.mean(log_current) - np.mean(log_baseline))
-    if run_log_sd == 0:
-        if np.ptp(log_current) == 0 and np.ptp(log_baseline) == 0:
-            return (0.0 if difference != 0 else 1.0), (difference, difference)
-        result = ttest_ind(log_current, log_baseline, equal_var=False)
-        interval = result.confidence_interval(confidence_level=confidence)
-        return float(result.pvalue), (float(interval.low), float(interval.high))
-    var_current = float(np.var(log_current, ddof=1)) / len(log_current)
-    var_baseline = float(np.var(log_baseline, ddof=1)) / len(log_baseline)
-    sample_terms = var_current**2 / (len(log_current) - 1) + var_baseline**2 / (len(log_baseline) - 1)
-    variance = var_current + var_baseline + 2 * run_log_sd**2
-    dof = variance**2 / sample_terms if sample_terms > 0 else math.inf
-    standard_error = math.sqrt(variance)
-    p_value = float(2 * student_t.sf(abs(difference) / standard_error, dof))
-    half_width = float(student_t.isf((1 - confidence) / 2, dof)) * standard_error
-    return p_value, (difference - half_width, difference + half_width)
-
-
-def _log_sigma(log_values: np.ndarray) -> float:
-    """The normal sigma implied by the interquartile range of the log samples.
-
-    Not the MAD: with bimodal run times (MEASUREMENTS.md: 10 fast and 6 slow runs) more than half the samples
-    sit in the fast mode, the MAD sees only that mode's width, and the detectable change it implies was 3-4x
-    too small in simulation (11.6% reported where +40% was needed for 80% detection at 10 trials). The
-    quartiles straddle both modes, and one slow run in ten still barely moves them.
-    """
-    lower, upper = np.percentile(log_values, [25.0, 75.0])
-    return float(upper - lower) / IQR_TO_SIGMA
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Input checks and wording
-
-
-def _validated(samples: Sequence[float], what: str) -> np.ndarray:
+def validated(samples: Sequence[float], what: str) -> np.ndarray:
     if samples is None:
         raise ValueError(f"{what} samples are missing (got None); pass one J/token value per trial")
     if isinstance(samples, (str, bytes)):
@@ -517,18 +451,17 @@ def _validated(samples: Sequence[float], what: str) -> np.ndarray:
     return values
 
 
-def _check_settings(tolerance: float, confidence: float) -> None:
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or not math.isfinite(tolerance)
-        or tolerance < 0
-    ):
+def check_settings(tolerance: float, confidence: float) -> None:
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance)
+            or tolerance < 0):
         raise ValueError(f"tolerance must be a finite fraction >= 0 (0.05 means 5%), got {tolerance!r}")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(
-            f"confidence must be a number strictly between 0 and 1 (e.g. 0.99), got {confidence!r}"
-        )
+        raise ValueError(f"confidence must be a number strictly between 0 and 1 (e.g. 0.99), got {confidence!r}")
+
+
+def _ratio(log_ratio: float) -> float:
+    """exp, with inf where a few trials of wild samples give an interval beyond any float."""
+    return math.exp(log_ratio) if log_ratio < 709 else math.inf
 
 
 def _json_number(value):
@@ -540,71 +473,36 @@ def _json_number(value):
     return value
 
 
-def _percent(value: float, *, signed: bool = True) -> str:
+def _percent(value: float | None, *, signed: bool = True) -> str:
     if value is None or math.isnan(value):
         return "n/a"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
-def _detectable_text(detectable: float) -> str:
-    if math.isinf(detectable):
-        return "no change at all (too few trials for significance)"
-    return f"changes of {detectable:.1%} or more"
+def _detects(detectable: float) -> str:
+    return "no change at all" if math.isinf(detectable) else f"a rise of {detectable:.1%} or more"
 
 
-def _reason(
-    verdict: str,
-    *,
-    delta: float,
-    ci: tuple[float | None, float | None],
-    p_value: float,
-    alpha: float,
-    confidence: float,
-    significant: bool,
-    medians_rise: bool,
-    ranks_rise: bool,
-    tolerance: float,
-    detectable: float,
-) -> str:
-    ci_low, ci_high = ci
+def _new_reason(current: Run, detectable: float, noise: Noise) -> str:
+    return (f"no baseline: median {current.median:.4g} J/token over {current.trials} "
+            f"trial{'s' if current.trials != 1 else ''} (spread {noise.trial:.1%}); a baseline of one run "
+            f"like it would catch {_detects(detectable)} 80% of the time")
+
+
+def _reason(verdict: str, delta: float, ci: tuple[float, float], p_value: float, confidence: float,
+            significant: bool, tolerance: float, detectable: float, runs: int) -> str:
     level = f"{confidence:.0%}" if round(confidence * 100, 6).is_integer() else f"{confidence:.2%}"
-    ci_text = (
-        f"{level} CI {_percent(ci_low - 1)} to {_percent(ci_high - 1)}" if ci_low is not None else "no CI"
-    )
-    test_text = f"p={p_value:.2g} {'<' if significant else '>='} {alpha:.2g}"
-    band_text = f"{1 / (1 + tolerance) - 1:+.2%}..+{tolerance * 100:.3g}%"
-    disagree = significant and medians_rise != ranks_rise
+    ci_text = f"{level} CI {_percent(ci[0] - 1)} to {_percent(ci[1] - 1)}"
+    test_text = f"p={p_value:.2g}"
+    band = f"{1 / (1 + tolerance) - 1:+.2%}..+{tolerance * 100:.3g}%"
+    against = f"against {runs} recorded run{'s' if runs != 1 else ''}"
     if verdict == REGRESSED:
-        return (
-            f"energy per token rose {delta:.1%} ({ci_text}, {test_text}), not shown to be within the"
-            f" {band_text} tolerance"
-        )
+        return f"energy per token rose {delta:.1%} ({ci_text}, {test_text}, {against}), beyond the {band} tolerance"
     if verdict == IMPROVED:
-        return (
-            f"energy per token fell {-delta:.1%} ({ci_text}, {test_text}), not shown to be within the"
-            f" {band_text} tolerance"
-        )
-    if disagree:
-        return (
-            f"{_percent(delta)} in the medians, but the rank test points the other way"
-            f" ({test_text}, {ci_text});"
-            f" {'beyond' if verdict == INCONCLUSIVE else 'within'} the {band_text} tolerance"
-        )
-    if verdict == INCONCLUSIVE:
-        if significant:
-            return (
-                f"{_percent(delta)} is beyond the {band_text} tolerance, its {ci_text} within ({test_text})"
-            )
-        return (
-            f"{_percent(delta)} is beyond the {band_text} tolerance but not significant ({test_text}); these"
-            f" samples could detect {_detectable_text(detectable)}"
-        )
-    if significant:
-        return (
-            f"{_percent(delta)} is significant ({test_text}) but its {ci_text} lies within the {band_text}"
-            " tolerance"
-        )
-    text = f"{_percent(delta)} is within the {band_text} tolerance ({test_text})"
-    if detectable > tolerance:
-        text += f", but these samples could detect {_detectable_text(detectable)}: too noisy to guard it"
-    return text
+        return f"energy per token fell {-delta:.1%} ({ci_text}, {test_text}, {against}), beyond the {band} tolerance"
+    if verdict == UNCHANGED:
+        noted = f"; the change is significant ({test_text}) but small" if significant else ""
+        return f"{_percent(delta)}: its {ci_text} lies inside the {band} tolerance ({against}){noted}"
+    return (f"{_percent(delta)}: its {ci_text} is not inside the {band} tolerance, and "
+            + ("the estimate is within it" if significant else f"not significant ({test_text})")
+            + f" ({against}); these samples would catch {_detects(detectable)} 80% of the time")

@@ -15,13 +15,12 @@ GPU_BATCH_SIZES = (1, 8, 32, 128)
 CPU_BATCH_SIZES = (1, 4)
 
 
-# Run-to-run movement of a run's median J/token that the trials within one run cannot show. HF eager at the
-# suites' sizes waits on the host CPU, so whole runs move with the host: on one H200, batch 8 moved 4-12%
-# between runs whose trials agreed within 2-5%; at batch 32 one card moved 0.4-1.6% while another H200 moved
-# +9% to +20% (an H100 up to +12%) between a record and runs minutes later on the same card
-# (benchmarks/README.md section 6). Against a baseline from another card of the model the plugin adds its
-# card-to-card noise (`--energy-card-noise`). A team measuring its own stack can override this with
-# `--energy-run-noise` or the marker.
+# The run-to-run spread the suites' verdicts assume until recorded runs show their own (the prior of
+# --energy-run-noise, which the baselines' run histories then outweigh). HF eager at the suites' sizes waits on
+# the host CPU, so whole runs move with the host: on one H200, batch 8 moved 4-12% between runs whose trials
+# agreed within 2-5%, and batch 32 moved +9% to +20% minutes after a record (benchmarks/README.md section 6).
+# Against a baseline from another card of the model the rule adds card-to-card noise (`--energy-card-noise`).
+# A team measuring its own stack can override this with `--energy-run-noise` or the marker.
 RUN_NOISE = 0.06
 
 

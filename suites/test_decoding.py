@@ -4,7 +4,7 @@ import pytest
 
 from pytest_llm_energy import Workload
 
-# Batch 8 HF eager: whole runs moved up to 9% on an H200 (sampling), more than the suites' RUN_NOISE.
+# Batch 8 HF eager: whole runs moved up to 9% on an H200 (sampling): a larger prior than the suites' RUN_NOISE.
 pytestmark = [pytest.mark.suite(profile="gpu"), pytest.mark.energy(run_noise=0.08)]
 
 

@@ -74,7 +74,7 @@ def test_gpu_key_on_a_machine_without_that_gpu(pytester):
          "*test_gen.json: not valid JSON (Expecting*line 1*restore it from git or delete it*"),
         ("[1, 2, 3]", "*test_gen.json: not a pytest-llm-energy baseline*"),
         ('{"schema": "pytest-llm-energy/baseline", "schema_version": 99, "entries": {}}',
-         "*test_gen.json: written by a newer pytest-llm-energy (schema 99; this one reads 1); upgrade*"),
+         "*test_gen.json: written by a newer pytest-llm-energy (schema 99; this one reads 2); upgrade*"),
         ('{"schema": "pytest-llm-energy/baseline", "schema_version": 1, "entries": {"t": {"samples": []}}}',
          "*test_gen.json: entry 't': joules_per_token must be a positive number*"),
         (b"\xff\xfe\x00garbage", "*test_gen.json: not UTF-8 text*"),

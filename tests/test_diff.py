@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pytest_llm_energy.baseline import BaselineSet, BaselineStore
@@ -13,8 +14,9 @@ from pytest_llm_energy.baseline import read_set as read_baseline_set
 from pytest_llm_energy.baseline import read_set_at as read_baseline_set_at
 from pytest_llm_energy.diff import DIFF_SCHEMA, REMOVED, diff_baselines
 from pytest_llm_energy.errors import BaselineError, EnergyUsageError
+from pytest_llm_energy.judge import judge
 from pytest_llm_energy.report import DETAILS_AFTER_ROWS
-from pytest_llm_energy.stats import decide
+from pytest_llm_energy.stats import Evidence, Prior
 from pytest_llm_energy.views import render_entries, render_json, render_markdown, render_terminal
 
 STEADY = [1.0, 1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99]
@@ -28,11 +30,20 @@ STACK = {
 }
 
 
-def entry(scale=1.0, samples=STEADY, **fingerprint):
+# Six recorded runs whose levels move 0.3% from run to run: a steady history the rule can trust.
+LEVELS = [1.001, 1.003, 0.997, 1.002, 0.998, 1.0]  # the latest run at the entry's level
+
+
+def entry(scale=1.0, samples=STEADY, gpu=None, **fingerprint):
     values = [round(s * scale, 6) for s in samples]
+    spread = float(np.std(np.log(values), ddof=1))
+    runs = [{"median": round(scale * level, 6), "trials": len(values), "spread": spread,
+             "gpus": [gpu] if gpu else [], "recorded_at": f"2026-11-0{i + 1}T00:00:00+00:00"}
+            for i, level in enumerate(LEVELS)]
     return {
-        "joules_per_token": sorted(values)[len(values) // 2],
+        "joules_per_token": scale,
         "samples": values,
+        "runs": runs,
         "unit": "J per output token",
         "meter": "nvml",
         "estimated": False,
@@ -82,12 +93,17 @@ def test_verdicts_follow_the_plugins_decision_rule(sides):
         "test_added": "new",
         "test_gone": REMOVED,
     }
+    evidence = Evidence.of(entry.runs for entry in old.entries.values())
     for name in ("test_big_regression", "test_improved"):
         key = ("h100", f"suites/test_chat.py::{name}")
-        expected = decide(old.entries[key].samples, new.entries[key].samples, 0.05)
+        # the plugin's judgement of the new entry's latest run against the old entry's recorded runs
+        expected = judge(old.entries[key], new.entries[key].runs[-1], tolerance=0.05, confidence=0.99,
+                         prior=Prior(), evidence=evidence, fingerprint=new.entries[key].fingerprint, on_cpu=False,
+                         allow_hardware_change=True).decision
         assert rows[name].verdict == expected.verdict and rows[name].delta == pytest.approx(expected.delta)
         assert (rows[name].ci_low, rows[name].ci_high) == (expected.ci_low, expected.ci_high)
-    assert rows["test_big_regression"].delta == pytest.approx(0.5)
+    # against the mean of the old runs, which sits within 0.1% of their level
+    assert rows["test_big_regression"].delta == pytest.approx(0.5, rel=2e-3)
     assert rows["test_gone"].new_joules_per_token is None and rows["test_added"].old_joules_per_token is None
     assert [r.nodeid for r in diff.regressed] == [
         "suites/test_chat.py::test_big_regression",
@@ -377,16 +393,16 @@ def test_show_command(sides, capsys):
 
 
 def _on(uuid, scale):
-    return {**entry(scale), "measurement": {"devices": [{"index": 0, "uuid": uuid, "name": "NVIDIA H100"}]}}
+    return {**entry(scale, gpu=uuid), "measurement": {"devices": [{"index": 0, "uuid": uuid, "name": "NVIDIA H100"}]}}
 
 
 def test_entries_from_other_gpus_are_noted_and_judged_with_card_noise(tmp_path):
     old = read_baseline_set(write(tmp_path / "old", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.0)}))
     moved = read_baseline_set(write(tmp_path / "new", "h100", {"t.py::test_a": _on("GPU-bbbb", 1.12)}))
     same = read_baseline_set(write(tmp_path / "same", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.12)}))
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, card_noise=0.05).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(card=0.05)).gpus]
     assert row.verdict == "inconclusive" and "other GPUs: GPU-aaaa -> GPU-bbbb" in row.notes
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, card_noise=0.0).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(card=0.0)).gpus]
     assert row.verdict == "regressed"
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, card_noise=0.05).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, prior=Prior(card=0.05)).gpus]
     assert row.verdict == "regressed" and not any(note.startswith("other GPUs") for note in row.notes)

@@ -71,7 +71,7 @@ def test_update_writes_a_baseline_and_a_rerun_is_unchanged(suite):
     run(suite, "--energy-update-baselines").assert_outcomes(passed=2)
     stored = json.loads((suite.path / "baselines/cpu/test_gen.json").read_text())
     entry = stored["entries"]["test_gen.py::test_generate"]
-    assert stored["schema_version"] == 1 and stored["gpu"] == "cpu"
+    assert stored["schema_version"] == 2 and stored["gpu"] == "cpu"
     assert len(entry["samples"]) == 5 and entry["joules_per_token"] > 0
     assert entry["fingerprint"]["python"] and "test_gen.py::test_plain" not in stored["entries"]
 
@@ -89,7 +89,7 @@ def test_doubling_the_work_regresses_and_fails_that_test_only(suite):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*energy regressed: J per output token +*% against the baseline (tolerance 50%)*",
-        "*baseline J/token (median)*",
+        "*baseline J/token (1 recorded run)*",
         "*FAILED test_gen.py::test_generate*",
     ])
     assert "Traceback" not in result.stdout.str()

@@ -1,9 +1,12 @@
-"""Tests of the decision rule (pytest_llm_energy.stats) on constructed samples, plus its properties."""
+"""Tests of the decision rule (pytest_llm_energy.stats) on constructed runs, plus its properties.
+
+The rule's rates (false alarms, coverage, detection) are measured by simulation in benchmarks/detection.py;
+these tests pin its behaviour case by case.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 
@@ -11,10 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import mannwhitneyu, norm, ttest_ind
+from scipy.stats import norm
 
 from pytest_llm_energy import stats
-from pytest_llm_energy.stats import VERDICTS, decide, should_stop, summarize
+from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare, decide, should_stop, summarize
 
 TOLERANCE = 0.05
 
@@ -26,26 +29,18 @@ def lognormal(n: int, cv: float, seed: int, scale: float = 1.0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(values)
 
 
-def random_lognormal(n: int, cv: float, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-    return scale * np.exp(rng.normal(0.0, math.sqrt(math.log1p(cv**2)), n))
+def history(levels, trials=5, cv=0.01, gpus=("GPU-a",)) -> list[Run]:
+    """Recorded runs whose medians sit at `levels` (relative), each with `trials` trials of spread `cv`."""
+    return [Run.of(lognormal(trials, cv, seed=i, scale=level), gpus) for i, level in enumerate(levels)]
 
 
-def samples_with_u(n: int, m: int, u: int) -> tuple[list[float], list[float]]:
-    """Current (n) and baseline (m) samples without ties whose Mann-Whitney U of current is exactly u."""
-    baseline = [float(j + 1) for j in range(m)]
-    below = []  # how many baseline values lie below each current value
-    left = u
-    for _ in range(n):
-        take = min(m, left)
-        below.append(take)
-        left -= take
-    assert left == 0
-    current = [b + 0.5 + 0.001 * i for i, b in enumerate(below)]  # b + 0.5: above exactly b baseline values
-    return current, baseline
+def steady(count: int, drift: float = 0.005) -> list[float]:
+    """Run levels that move `drift` (relative sd) from run to run, the same for the same count."""
+    return list(np.exp(drift * norm.ppf((np.arange(count) + 0.5) / count)))
 
 
 # ---------------------------------------------------------------------------------------------------------
-# summarize
+# summaries
 
 
 def test_summarize_gives_median_scaled_mad_and_robust_cv():
@@ -78,279 +73,230 @@ def test_summarize_constants_have_no_outliers_and_one_sample_has_no_cv():
     assert single.n == 1 and single.median == 0.5 and math.isnan(single.robust_cv)
 
 
+def test_a_run_is_its_median_trials_and_log_spread():
+    run = Run.of([1.0, 2.0, 4.0], ["GPU-x"], "2026-11-29T00:00:00+00:00")
+    assert run.median == 2.0 and run.trials == 3 and run.gpus == frozenset({"GPU-x"})
+    assert run.spread == pytest.approx(float(np.std(np.log([1.0, 2.0, 4.0]), ddof=1)))
+    assert Run.of([3.0]).spread == 0.0
+    assert json.loads(json.dumps(run.to_dict()))["gpus"] == ["GPU-x"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 21, 40, 101])
+def test_the_median_costs_what_a_normal_sample_says(n):
+    # Var(median) / (sigma^2 / n): 1 for one or two samples (a mean), towards pi/2 for many
+    assert 1.0 <= stats.median_cost(n) <= math.pi / 2
+    simulated = np.var(np.median(np.random.default_rng(n).standard_normal((40_000, n)), axis=1)) * n
+    assert stats.median_cost(n) == pytest.approx(simulated, rel=0.04)
+
+
 # ---------------------------------------------------------------------------------------------------------
-# decide: every verdict and the edge cases
+# verdicts
 
 
 @pytest.mark.parametrize("missing", [None, [], ()])
-def test_missing_baseline_is_new(missing):
-    current = lognormal(10, 0.02, seed=1)
-    decision = decide(missing, current, TOLERANCE)
+def test_missing_baseline_is_new_and_says_what_it_could_catch(missing):
+    decision = decide(missing, lognormal(10, 0.02, seed=1), TOLERANCE)
     assert decision.verdict == "new"
     assert decision.ratio is None and decision.delta is None and decision.p_value is None
-    assert decision.ci_low is None and decision.ci_high is None
-    assert decision.n_baseline == 0 and decision.n_current == 10
-    # What a same-size baseline with this noise could detect: small for 2% noise and 10 trials.
-    assert 0 < decision.detectable < TOLERANCE and not decision.too_noisy
-    assert "no baseline" in decision.reason
+    assert decision.n_baseline == 0 and decision.n_current == 10 and decision.runs == 0
+    # A baseline of one run knows run-to-run spread only from the prior: a wide margin
+    assert TOLERANCE < decision.detectable < 1 and decision.too_noisy
+    assert "no baseline" in decision.reason and decision.noise.run_source == "prior"
 
 
-def test_new_with_too_few_trials_is_too_noisy():
-    decision = decide(None, [1.0, 1.01, 0.99], TOLERANCE)
-    assert decision.verdict == "new"
-    assert decision.detectable == math.inf and decision.too_noisy
+def test_one_run_against_one_run_is_inconclusive_however_close():
+    # One recorded run cannot show how far the next run moves: `unchanged` needs more than that
+    decision = decide(lognormal(5, 0.01, seed=1), lognormal(5, 0.01, seed=2), TOLERANCE)
+    assert decision.verdict == "inconclusive" and decision.too_noisy
+    assert decision.noise.run_source == "prior" and decision.noise.run == pytest.approx(stats.DEFAULT_RUN_NOISE)
+    assert "not inside" in decision.reason and "would catch a rise of" in decision.reason
 
 
-def test_one_sample_per_side_cannot_decide():
-    close = decide([1.0], [1.02], TOLERANCE)
-    assert close.verdict == "unchanged"
-    assert close.ratio == pytest.approx(1.02)
-    assert close.ci_low is None and close.ci_high is None
-    assert close.detectable == math.inf and close.too_noisy
-    far = decide([1.0], [1.5], TOLERANCE)
-    assert far.verdict == "inconclusive"
-    assert far.p_value == 1.0
+def test_steady_recorded_runs_make_an_unchanged_run_unchanged():
+    runs = history(steady(10))
+    decision = compare(runs, Run.of(lognormal(5, 0.01, seed=99), ["GPU-a"]), TOLERANCE)
+    assert decision.verdict == "unchanged", decision.reason
+    assert 1 / 1.05 <= decision.ci_low <= 1 <= decision.ci_high <= 1.05
+    assert decision.noise.run_source == "recorded runs" and decision.runs == 10
+    assert not decision.too_noisy and decision.detectable < 2 * TOLERANCE
 
 
-def test_identical_constants_are_unchanged():
-    decision = decide([0.25] * 5, [0.25] * 5, TOLERANCE)
-    assert decision.verdict == "unchanged"
-    assert decision.ratio == 1.0 and decision.delta == 0.0
-    assert decision.p_value == 1.0
-    assert (decision.ci_low, decision.ci_high) == (1.0, 1.0)
-    assert decision.detectable == 0.0 and not decision.too_noisy
+def test_a_clear_rise_against_steady_runs_is_regressed_and_its_interval_holds_it():
+    decision = compare(history(steady(10)), Run.of(lognormal(5, 0.01, seed=99, scale=1.15)), TOLERANCE)
+    assert decision.verdict == "regressed" and decision.significant
+    assert decision.ci_low < 1.15 < decision.ci_high and decision.delta == pytest.approx(0.15, abs=0.01)
+    assert "rose 15" in decision.reason
 
 
-def test_constants_that_double_are_regressed():
-    decision = decide([1.0] * 5, [2.0] * 5, TOLERANCE)
-    assert decision.verdict == "regressed"
-    assert decision.ratio == 2.0 and decision.delta == 1.0
-    assert decision.p_value < 0.01
-    assert (decision.ci_low, decision.ci_high) == (2.0, 2.0)
-    assert decision.detectable == 0.0
+def test_a_clear_fall_is_improved():
+    decision = compare(history(steady(10)), Run.of(lognormal(5, 0.01, seed=99, scale=0.8)), TOLERANCE)
+    assert decision.verdict == "improved" and "fell 20" in decision.reason
 
 
-def test_identical_sets_are_unchanged():
-    samples = lognormal(12, 0.05, seed=2)
-    decision = decide(samples, samples.copy(), TOLERANCE)
-    assert decision.verdict == "unchanged"
-    assert decision.ratio == 1.0
-    assert decision.p_value == 1.0
-    assert decision.ci_low < 1.0 < decision.ci_high
+def test_a_significant_rise_inside_the_tolerance_is_unchanged_and_noted():
+    # A steady test in a steady set: its own runs and the set's outweigh the 3% prior
+    runs = history(steady(10, drift=0.002), cv=0.003)
+    evidence = Evidence.of([history(steady(10, drift=0.002), cv=0.003) for _ in range(5)])
+    decision = compare(runs, Run.of(lognormal(10, 0.003, seed=9, scale=1.02)), TOLERANCE, evidence=evidence)
+    assert decision.significant and decision.verdict == "unchanged", decision.reason
+    assert "significant" in decision.reason
 
 
-def test_a_clear_increase_is_regressed_and_its_interval_holds_the_true_ratio():
-    baseline = lognormal(10, 0.02, seed=3)
-    current = lognormal(10, 0.02, seed=4, scale=1.10)
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.verdict == "regressed"
-    assert decision.ratio == pytest.approx(1.10)
-    assert decision.ci_low < 1.10 < decision.ci_high
-    assert decision.ci_low > 1.0  # significant: the interval excludes 1
-    assert decision.statistic == 100.0  # every current sample above every baseline sample
-    assert "rose" in decision.reason
-
-
-def test_a_clear_decrease_is_improved():
-    baseline = lognormal(10, 0.02, seed=5)
-    current = lognormal(10, 0.02, seed=6, scale=0.90)
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.verdict == "improved"
-    assert decision.ci_high < 1.0
-    assert decision.ci_low < 0.90 < decision.ci_high
-    assert "fell" in decision.reason
-
-
-def test_a_big_change_on_too_few_samples_is_inconclusive():
-    decision = decide([1.0, 1.05, 0.97], [1.30, 1.36, 1.27], TOLERANCE)
+def test_a_rise_near_the_tolerance_that_the_noise_hides_is_inconclusive_not_unchanged():
+    decision = compare(history(steady(3, drift=0.03)), Run.of(lognormal(5, 0.02, seed=9, scale=1.04)), TOLERANCE)
     assert decision.verdict == "inconclusive"
-    assert decision.ratio == pytest.approx(1.30)
-    assert decision.p_value >= 0.01
-    assert decision.ci_low is None  # 3 vs 3 cannot reach p < 0.01
-    assert decision.detectable == math.inf and decision.too_noisy
-    assert "not significant" in decision.reason
 
 
-def test_a_big_change_within_the_noise_is_inconclusive():
-    rng = np.random.default_rng(7)
-    baseline = random_lognormal(10, 0.30, rng)
-    current = baseline[::-1] * 1.08  # +8% median shift of the same noisy values: far from significant
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.verdict == "inconclusive"
-    assert decision.too_noisy and decision.detectable > 0.2
+def test_a_very_wide_interval_is_never_unchanged():
+    # A user's test once showed -64.9%..+91.0% as `unchanged`: a wide interval says nothing
+    decision = decide([1.0, 3.0, 0.4, 2.2, 0.9], [1.0, 0.35, 2.8, 1.1, 2.0], TOLERANCE)
+    assert decision.verdict == "inconclusive" and decision.too_noisy
 
 
-def test_a_significant_change_inside_the_tolerance_is_unchanged():
-    baseline = lognormal(20, 0.005, seed=8)
-    current = lognormal(20, 0.005, seed=9, scale=1.02)
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.p_value < 1e-6
-    assert 1.0 < decision.ci_low and decision.ci_high < 1.05
-    assert decision.verdict == "unchanged"
-    assert "significant" in decision.reason and "within" in decision.reason
+def test_three_times_the_energy_at_three_trials_a_side_is_regressed():
+    decision = decide([1.0, 1.01, 1.02], [3.0, 3.03, 3.06], TOLERANCE)
+    assert decision.verdict == "regressed" and decision.p_value < 0.01
 
 
-def test_a_small_significant_increase_not_shown_within_tolerance_is_regressed():
-    # +3.5%: a real increase, but the interval still reaches past +5%: not shown to be within tolerance.
-    baseline = lognormal(10, 0.02, seed=10)
-    current = lognormal(10, 0.02, seed=11, scale=1.035)
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.p_value < 0.01
-    assert decision.delta < TOLERANCE < decision.ci_high - 1
-    assert decision.verdict == "regressed"
+def test_a_tie_inside_one_side_does_not_change_the_verdict():
+    # The earlier rule switched its rank test to a normal approximation on a tie and flipped this verdict
+    current = [1.5, 1.51, 1.52, 1.53, 1.54]
+    tied = [1.5, 1.51, 1.52, 1.53, 1.53]
+    assert decide([1.00, 1.01, 1.02, 1.03, 1.04], current, TOLERANCE).verdict == "regressed"
+    assert decide([1.00, 1.01, 1.02, 1.03, 1.03], tied, TOLERANCE).verdict == "regressed"
 
 
-def test_tolerance_band_is_symmetric_in_log_space():
-    # -4.8% is beyond 1/1.05 - 1 = -4.76%; the mirror of +5%.
-    baseline = lognormal(8, 0.0001, seed=12)
-    beyond = decide(baseline, baseline * 0.952, TOLERANCE)
-    within = decide(baseline, baseline * 0.953, TOLERANCE)
-    assert beyond.verdict == "improved"
-    assert within.verdict == "unchanged"
+def test_one_wild_trial_of_three_does_not_move_the_run():
+    runs = history(steady(10))
+    wild = compare(runs, Run.of([1.0, 1.0, 1.6]), TOLERANCE)
+    assert wild.delta == pytest.approx(0.0, abs=0.01) and wild.verdict != "regressed"
+
+
+def test_identical_constants_are_unchanged_and_doubled_constants_regressed():
+    runs = [Run.of([2.0] * 5) for _ in range(4)]
+    assert compare(runs, Run.of([2.0] * 5), TOLERANCE, prior=Prior(run=0.0)).verdict == "unchanged"
+    assert compare(runs, Run.of([4.0] * 5), TOLERANCE, prior=Prior(run=0.0)).verdict == "regressed"
 
 
 def test_swapping_sides_mirrors_the_decision():
-    baseline = lognormal(10, 0.03, seed=13)
-    current = lognormal(10, 0.03, seed=14, scale=1.07)
-    forward, backward = decide(baseline, current, TOLERANCE), decide(current, baseline, TOLERANCE)
+    a, b = lognormal(10, 0.01, seed=1), lognormal(10, 0.01, seed=2, scale=1.3)
+    forward, backward = decide(a, b, TOLERANCE), decide(b, a, TOLERANCE)
     assert (forward.verdict, backward.verdict) == ("regressed", "improved")
-    assert forward.p_value == backward.p_value
+    assert forward.p_value == pytest.approx(backward.p_value)
     assert forward.ci_low == pytest.approx(1 / backward.ci_high)
-    assert forward.ratio == pytest.approx(1 / backward.ratio)
-
-
-def test_interval_covers_the_true_ratio_at_its_confidence():
-    rng = np.random.default_rng(15)
-    covered = 0
-    draws = 300
-    for _ in range(draws):
-        baseline = random_lognormal(12, 0.10, rng)
-        current = random_lognormal(12, 0.10, rng, scale=1.07)
-        decision = decide(baseline, current, TOLERANCE, confidence=0.90)
-        covered += decision.ci_low <= 1.07 <= decision.ci_high
-    # 90% nominal; 300 draws put the observed share above 0.85 with overwhelming probability.
-    assert 0.85 <= covered / draws <= 0.96
-
-
-@pytest.mark.parametrize("n, m", [(5, 5), (6, 9), (3, 30), (8, 8), (9, 9), (10, 10), (12, 30), (25, 25)])
-def test_significant_exactly_when_the_interval_excludes_one(n, m):
-    rng = np.random.default_rng(n * 100 + m)
-    seen = set()
-    for draw in range(150):
-        shift = [1.0, 1.05, 1.15, 1.4][draw % 4]
-        decision = decide(
-            random_lognormal(m, 0.08, rng), random_lognormal(n, 0.08, rng, scale=shift), TOLERANCE
-        )
-        significant = decision.p_value < 0.01
-        excludes_one = decision.ci_low is not None and (decision.ci_low > 1.0 or decision.ci_high < 1.0)
-        assert significant == excludes_one, decision
-        seen.add(significant)
-    assert seen == {True, False}  # both sides of the boundary were exercised
-
-
-def test_ratio_of_medians_and_p_value_come_from_scipy():
-    rng = np.random.default_rng(16)
-    for n, m, ties in [(5, 7, False), (10, 12, False), (6, 6, True), (15, 4, True)]:
-        baseline = random_lognormal(m, 0.05, rng)
-        current = random_lognormal(n, 0.05, rng)
-        if ties:
-            baseline, current = np.round(baseline, 2), np.round(current, 2)
-        decision = decide(baseline, current, TOLERANCE)
-        reference = mannwhitneyu(current, baseline, alternative="two-sided")  # scipy's own method choice
-        assert decision.rank_p_value == pytest.approx(float(reference.pvalue), rel=1e-12)
-        welch = ttest_ind(np.log(current), np.log(baseline), equal_var=False)
-        assert decision.welch_p_value == pytest.approx(float(welch.pvalue), rel=1e-12)
-        assert decision.p_value == max(decision.rank_p_value, decision.welch_p_value)
-        assert decision.statistic == float(reference.statistic)
-        assert decision.ratio == pytest.approx(np.median(current) / np.median(baseline))
-
-
-def test_too_noisy_when_detectable_exceeds_tolerance():
-    quiet = decide(lognormal(10, 0.01, seed=17), lognormal(10, 0.01, seed=18), TOLERANCE)
-    noisy = decide(lognormal(10, 0.15, seed=19), lognormal(10, 0.15, seed=20), TOLERANCE)
-    assert quiet.detectable < TOLERANCE and not quiet.too_noisy
-    assert noisy.detectable > TOLERANCE and noisy.too_noisy
-    assert "too noisy" in noisy.reason
-
-
-def test_detectable_sees_both_modes_of_bimodal_samples():
-    # 10 fast and 6 slow runs, 40% apart: the spread that matters is the gap between the modes.
-    fast = list(np.linspace(0.210, 0.216, 10))
-    slow = list(np.linspace(0.285, 0.300, 6))
-    decision = decide(fast + slow, fast + slow, TOLERANCE)
-    assert decision.detectable > 0.2
-
-
-def test_detectable_is_infinite_when_the_counts_cannot_reach_significance():
-    assert (
-        decide([1.0, 1.1, 1.2, 1.3], [1.0, 1.1, 1.2, 1.3], TOLERANCE).detectable == math.inf
-    )  # 2/70 >= 0.01
-    assert decide([1.0, 1.1, 1.2, 1.3, 1.4], [1.0, 1.1, 1.2, 1.3, 1.4], TOLERANCE).detectable < math.inf
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The exact null distribution and the interval rank, against scipy and brute force
+# the levels of noise
 
 
-@pytest.mark.parametrize("n, m", [(1, 1), (1, 4), (2, 3), (3, 3), (4, 2), (3, 5)])
-def test_u_null_counts_match_brute_force(n, m):
-    counts = [0] * (n * m + 1)
-    for positions in itertools.combinations(range(n + m), n):
-        chosen = set(positions)
-        # U of the chosen side: for each chosen position, the unchosen positions below it
-        u = sum(sum(1 for q in range(p) if q not in chosen) for p in positions)
-        counts[u] += 1
-    assert list(stats.u_null_counts(n, m)) == counts
-    assert sum(stats.u_null_counts(n, m)) == math.comb(n + m, n)
+def test_run_to_run_scatter_in_the_history_widens_the_interval():
+    quiet = compare(history(steady(6, 0.002)), Run.of(lognormal(5, 0.01, seed=7)), TOLERANCE)
+    moving = compare(history(steady(6, 0.06)), Run.of(lognormal(5, 0.01, seed=7)), TOLERANCE)
+    assert moving.noise.run > 2 * quiet.noise.run
+    assert (moving.ci_high - moving.ci_low) > 2 * (quiet.ci_high - quiet.ci_low)
+    assert moving.detectable > quiet.detectable
 
 
-def test_u_null_counts_outgrow_64_bits_exactly():
-    counts = stats.u_null_counts(8, 1000)
-    assert sum(counts) == math.comb(1008, 8) > 2**64
+def test_the_prior_weighs_less_as_runs_are_recorded():
+    current = Run.of(lognormal(5, 0.01, seed=7))
+    few = compare(history(steady(2, 0.002)), current, TOLERANCE, prior=Prior(run=0.08))
+    many = compare(history(steady(10, 0.002)), current, TOLERANCE, prior=Prior(run=0.08))
+    assert many.noise.run < few.noise.run < 0.08 and many.noise.run_df > few.noise.run_df
 
 
-@pytest.mark.parametrize("alpha", [0.01, 0.05])
-@pytest.mark.parametrize("n, m", [(4, 4), (5, 5), (3, 7), (2, 30), (6, 8), (8, 20), (1, 250), (7, 3)])
-def test_exact_interval_rank_matches_scipy_p_values(n, m, alpha):
-    k = stats.exact_interval_rank(n, m, alpha)
-
-    def exact_p(u):
-        current, baseline = samples_with_u(n, m, u)
-        return float(mannwhitneyu(current, baseline, alternative="two-sided", method="exact").pvalue)
-
-    if k == 0:
-        assert exact_p(0) >= alpha  # the most extreme ordering is not significant: no interval
-    else:
-        assert exact_p(k - 1) < alpha <= exact_p(k)
+def test_the_sets_other_tests_speak_for_a_test_with_one_run():
+    scattered = Evidence.of([history(steady(8, 0.08)) for _ in range(3)])
+    calm = Evidence.of([history(steady(8, 0.002)) for _ in range(3)])
+    one = history([1.0])
+    current = Run.of(lognormal(5, 0.01, seed=7), ["GPU-a"])
+    loud, quiet = (compare(one, current, TOLERANCE, evidence=e) for e in (scattered, calm))
+    assert loud.noise.run_source == quiet.noise.run_source == "pooled"
+    assert loud.noise.run > 0.05 > quiet.noise.run
+    assert loud.ci_high > quiet.ci_high
 
 
-def test_p_just_above_alpha_is_not_significant():
-    # 7 vs 7 exact: U = 4 gives two-sided p = 24/3432 = 0.0070, U = 5 gives 38/3432 = 0.0111.
-    baseline_side = 7 * 7
-    current, baseline = samples_with_u(7, 7, baseline_side - 5)
-    above = decide(baseline, current, TOLERANCE)
-    assert above.rank_p_value == pytest.approx(38 / 3432)
-    assert above.verdict == "inconclusive" and above.ci_low < 1.0
-    current, baseline = samples_with_u(7, 7, baseline_side - 4)
-    below = decide(baseline, current, TOLERANCE)
-    assert below.rank_p_value == pytest.approx(24 / 3432)
-    # The rank test rejects; the verdict also needs Welch's test on these (very unequal) samples to reject.
-    welch_rejects = below.welch_p_value < 0.01
-    assert below.verdict == ("regressed" if welch_rejects else "inconclusive")
+def test_a_tests_own_part_can_be_taken_out_of_the_sets_evidence():
+    histories = [history(steady(5, 0.03)), history(steady(5, 0.01))]
+    total = Evidence.of(histories)
+    rest = total.without(Evidence.of_history(histories[0]))
+    assert rest.run_df == 4 and rest.run_sum == pytest.approx(Evidence.of_history(histories[1]).run_sum)
 
 
-def test_four_against_four_has_no_interval_at_99_percent():
-    assert stats.exact_interval_rank(4, 4, 0.01) == 0
-    decision = decide([1.0, 1.01, 1.02, 1.03], [2.0, 2.01, 2.02, 2.03], TOLERANCE)
-    assert decision.ci_low is None and decision.verdict == "inconclusive"
+def test_card_noise_applies_only_on_gpus_none_of_the_runs_came_from():
+    runs = history(steady(10), gpus=("GPU-a",))
+    same = compare(runs, Run.of(lognormal(5, 0.01, seed=7), ["GPU-a"]), TOLERANCE)
+    other = compare(runs, Run.of(lognormal(5, 0.01, seed=7), ["GPU-b"]), TOLERANCE)
+    unnamed = compare(runs, Run.of(lognormal(5, 0.01, seed=7)), TOLERANCE)
+    assert same.noise.card == 0 == unnamed.noise.card
+    # one baseline card: the card spread counts for both cards, (1 + 1/1) x 5%^2
+    assert other.noise.card == pytest.approx(math.expm1(math.sqrt(2) * math.log1p(0.05)), rel=1e-6)
+    assert other.ci_high > same.ci_high and other.verdict != "unchanged"
+    assert compare(runs, Run.of(lognormal(5, 0.01, seed=7), ["GPU-b"]), TOLERANCE,
+                   prior=Prior(card=0.0)).noise.card == 0
+
+
+def test_runs_on_several_cards_say_how_far_cards_move():
+    runs = [Run.of(lognormal(5, 0.01, seed=i, scale=level), [gpu])
+            for i, (level, gpu) in enumerate([(1.0, "a"), (1.001, "a"), (0.999, "a"), (1.10, "b"), (1.099, "b"),
+                                              (1.101, "b")])]
+    evidence = Evidence.of_history(runs)
+    assert evidence.card_df == 1 and evidence.card_sum > 0.003  # (10%)^2 / 2 between two card means
+    assert evidence.run_df == 4 and evidence.run_sum < 1e-4  # inside each card the runs agree
+
+
+def test_without_run_to_run_scatter_trials_alone_decide():
+    # A/B turn about: both arms share each run's movement, so only the trials count
+    a, b = lognormal(10, 0.01, seed=1), lognormal(10, 0.01, seed=2, scale=1.03)
+    paired = decide(a, b, TOLERANCE, run_to_run=False)
+    assert paired.noise.run == 0 and paired.noise.run_source == "none"
+    assert paired.significant and paired.ci_high - paired.ci_low < 0.04
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Bad input
+# detection, adaptive trials, input checks
+
+
+def test_detectable_is_the_rise_caught_eighty_percent_of_the_time_by_the_rule():
+    runs = history(steady(10, 0.01), cv=0.01)
+    reported = compare(runs, Run.of(lognormal(5, 0.01, seed=3)), TOLERANCE).detectable
+    rng = np.random.default_rng(4)
+    caught = sum(
+        compare(runs, Run.of(np.exp(rng.normal(math.log1p(reported) + rng.normal(0, 0.01), 0.01, 5))),
+                TOLERANCE).verdict == "regressed"
+        for _ in range(400)
+    )
+    assert 0.6 < caught / 400 < 0.95
+
+
+def looks(baseline_runs, tolerance=TOLERANCE):
+    def decision_at(samples, level):
+        return compare(baseline_runs, Run.of(samples), tolerance, confidence=level)
+    return decision_at
+
+
+def test_should_stop_waits_for_min_trials_and_stops_at_max():
+    decision_at = looks(history(steady(10)))
+    assert not should_stop(decision_at, [1.0, 1.01], min_trials=3, max_trials=8, confidence=0.99)
+    assert should_stop(decision_at, list(lognormal(8, 0.3, seed=1)), min_trials=3, max_trials=8, confidence=0.99)
+
+
+def test_should_stop_once_unchanged_is_shown_or_a_strong_regression_seen():
+    decision_at = looks(history(steady(10)))
+    assert should_stop(decision_at, list(lognormal(6, 0.005, seed=1)), min_trials=3, max_trials=20,
+                       confidence=0.99)
+    assert should_stop(decision_at, list(lognormal(6, 0.005, seed=1, scale=1.5)), min_trials=3, max_trials=20,
+                       confidence=0.99)
+
+
+def test_should_not_stop_while_the_noise_hides_the_answer():
+    decision_at = looks(history(steady(10)))
+    assert not should_stop(decision_at, list(lognormal(4, 0.2, seed=1, scale=1.06)), min_trials=3,
+                           max_trials=20, confidence=0.99)
 
 
 @pytest.mark.parametrize(
-    "bad, words",
+    ("bad", "words"),
     [
         ([], "empty"),
         ([1.0, -0.5], "index 1"),
@@ -369,7 +315,7 @@ def test_bad_current_samples_raise_value_error(bad, words):
 
 
 def test_bad_baseline_and_settings_raise_value_error():
-    with pytest.raises(ValueError, match="baseline"):
+    with pytest.raises(ValueError, match="samples"):
         decide([1.0, -1.0], [1.0], TOLERANCE)
     with pytest.raises(ValueError, match="tolerance"):
         decide([1.0], [1.0], -0.05)
@@ -377,115 +323,34 @@ def test_bad_baseline_and_settings_raise_value_error():
         decide([1.0], [1.0], float("nan"))
     with pytest.raises(ValueError, match="confidence"):
         decide([1.0], [1.0], TOLERANCE, confidence=1.0)
-    with pytest.raises(ValueError, match="samples"):
-        summarize([])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# should_stop
-
-
-def test_should_stop_at_max_trials_even_when_undecided():
-    noisy = lognormal(10, 0.3, seed=21)
-    assert should_stop(noisy, lognormal(8, 0.3, seed=22), TOLERANCE, min_trials=3, max_trials=8)
-    assert not should_stop(noisy, lognormal(7, 0.3, seed=22), TOLERANCE, min_trials=3, max_trials=8)
-
-
-def test_should_stop_waits_for_min_trials():
-    baseline = lognormal(20, 0.001, seed=23)
-    settled = lognormal(4, 0.001, seed=24)  # its interval already lies inside the tolerance
-    assert should_stop(baseline, settled, TOLERANCE, min_trials=4, max_trials=20)
-    assert not should_stop(baseline, settled, TOLERANCE, min_trials=5, max_trials=20)
-    assert not should_stop(None, lognormal(8, 0.001, seed=24), TOLERANCE, min_trials=9, max_trials=20)
-    assert not should_stop(baseline, [], TOLERANCE, min_trials=1, max_trials=20)  # no trial yet
-
-
-def test_should_stop_on_a_strong_regression():
-    baseline = lognormal(20, 0.01, seed=25)
-    assert should_stop(
-        baseline, lognormal(6, 0.01, seed=26, scale=1.5), TOLERANCE, min_trials=5, max_trials=20
-    )
-    assert should_stop(
-        baseline, lognormal(6, 0.01, seed=26, scale=0.5), TOLERANCE, min_trials=5, max_trials=20
-    )
-
-
-def test_should_not_stop_on_a_regression_that_only_the_last_look_may_call():
-    # 5 vs 5, fully separated: p = 2/252 < 0.01, so decide says regressed; but with 16 looks ahead an early
-    # stop needs p < 0.01/32, which 5 vs 5 cannot reach.
-    baseline = [1.00, 1.01, 1.02, 1.03, 1.04]
-    current = [1.50, 1.51, 1.52, 1.53, 1.54]
-    assert decide(baseline, current, TOLERANCE).verdict == "regressed"
-    assert not should_stop(baseline, current, TOLERANCE, min_trials=5, max_trials=20)
-
-
-def test_should_stop_when_the_interval_lies_inside_the_tolerance():
-    baseline = lognormal(10, 0.005, seed=27)
-    current = lognormal(6, 0.005, seed=28)
-    decision = decide(baseline, current, TOLERANCE)
-    assert 1 / 1.05 < decision.ci_low and decision.ci_high < 1.05
-    assert should_stop(baseline, current, TOLERANCE, min_trials=5, max_trials=20)
-
-
-def test_should_not_stop_while_noise_hides_the_answer():
-    baseline = lognormal(10, 0.15, seed=29)
-    assert not should_stop(baseline, lognormal(6, 0.15, seed=30), TOLERANCE, min_trials=5, max_trials=20)
-
-
-def test_should_stop_without_baseline_when_precise_enough():
-    assert should_stop(None, lognormal(6, 0.01, seed=31), TOLERANCE, min_trials=5, max_trials=20)
-    assert not should_stop([], lognormal(6, 0.15, seed=32), TOLERANCE, min_trials=5, max_trials=20)
-    # Three samples: a same-size baseline could never be significant, however quiet.
-    assert not should_stop(None, [1.0, 1.0001, 1.0002], TOLERANCE, min_trials=3, max_trials=20)
-
-
-def test_should_stop_rejects_bad_trial_limits():
-    with pytest.raises(ValueError, match="min_trials"):
-        should_stop(None, [1.0], TOLERANCE, min_trials=0, max_trials=5)
-    with pytest.raises(ValueError, match="max_trials"):
-        should_stop(None, [1.0], TOLERANCE, min_trials=5, max_trials=4)
-    with pytest.raises(ValueError, match="current"):
-        should_stop(None, [1.0, -2.0], TOLERANCE, min_trials=1, max_trials=5)
-    with pytest.raises(ValueError, match="current"):
-        should_stop([1.0], None, TOLERANCE, min_trials=1, max_trials=5)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The value type
+    with pytest.raises(ValueError, match="run noise"):
+        Prior(run=1.5)
+    with pytest.raises(ValueError, match="card noise"):
+        Prior(card=-0.1)
 
 
 def test_to_dict_is_json_serializable_with_infinity_as_a_string():
-    decisions = [
-        decide([1.0], [1.5], TOLERANCE),  # detectable inf, no interval
-        decide(None, [1.0, 1.1], TOLERANCE),
-        decide(lognormal(10, 0.02, seed=33), lognormal(10, 0.02, seed=34, scale=1.1), TOLERANCE),
-    ]
+    decisions = [decide(None, [1.0, 1.1], TOLERANCE), decide([1.0], [1.5], TOLERANCE),
+                 compare(history(steady(10)), Run.of(lognormal(5, 0.01, seed=1, scale=1.2)), TOLERANCE)]
     for decision in decisions:
-        data = decision.to_dict()
-        text = json.dumps(data, allow_nan=False)
-        assert set(json.loads(text)) == {f.name for f in dataclasses.fields(stats.Decision)}
-    assert decisions[0].to_dict()["detectable"] == "inf"
-    assert float(decisions[0].to_dict()["detectable"]) == math.inf
+        data = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+        assert set(data) == {f.name for f in dataclasses.fields(stats.Decision)}
+        assert set(data["noise"]) == {f.name for f in dataclasses.fields(stats.Noise)}
     assert decisions[2].to_dict()["ci_low"] == decisions[2].ci_low
 
 
 def test_decision_is_frozen():
-    decision = decide([1.0], [1.0], TOLERANCE)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        decision.verdict = "regressed"
+        decide([1.0], [1.0], TOLERANCE).verdict = "regressed"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Properties
+# properties
 
 positive = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False)
 sample_lists = st.lists(positive, min_size=1, max_size=25)
-MIRROR = {
-    "regressed": "improved",
-    "improved": "regressed",
-    "unchanged": "unchanged",
-    "inconclusive": "inconclusive",
-}
+MIRROR = {"regressed": "improved", "improved": "regressed", "unchanged": "unchanged",
+          "inconclusive": "inconclusive"}
 
 
 @settings(max_examples=300, deadline=None)
@@ -499,48 +364,13 @@ def test_decide_properties(baseline, current, tolerance, confidence):
     decision = decide(baseline, current, tolerance, confidence=confidence)
     assert decision.verdict in VERDICTS and decision.verdict != "new"
     assert decision.ratio > 0 and 0.0 <= decision.p_value <= 1.0
-    assert decision.detectable >= 0 and decision.too_noisy == (decision.detectable > tolerance)
+    assert decision.ci_low <= decision.ratio * (1 + 1e-9) and decision.ratio <= decision.ci_high * (1 + 1e-9)
+    assert decision.detectable >= tolerance * (1 - 1e-9)
+    if decision.verdict == "unchanged":
+        assert 1 / (1 + tolerance) <= decision.ci_low * (1 + 1e-9) and decision.ci_high <= (1 + tolerance) * (1 + 1e-9)
+    if decision.verdict == "regressed":
+        assert decision.significant and decision.delta > tolerance
     json.dumps(decision.to_dict(), allow_nan=False)
-    if decision.ci_low is not None:
-        # The interval holds the Hodges-Lehmann ratio (median of pairwise ratios), the estimate it belongs to.
-        hodges_lehmann = math.exp(float(np.median(np.subtract.outer(np.log(current), np.log(baseline)))))
-        assert 0 < decision.ci_low <= hodges_lehmann * (1 + 1e-12)
-        assert hodges_lehmann <= decision.ci_high * (1 + 1e-12)
     swapped = decide(current, baseline, tolerance, confidence=confidence)
     assert swapped.verdict == MIRROR[decision.verdict]
-    assert swapped.p_value == decision.p_value
-
-
-# Two runs of the same HF eager workloads on one H200, minutes apart (benchmarks/results/h200/record.json
-# and check.json): the first run's five trials all fell in the fast mode, the second's straddled both.
-# The rank test alone called these a regression and an improvement; neither is a change of the code.
-H200_SAME_WORK = [
-    ([0.2186, 0.2275, 0.2208, 0.2214, 0.2163], [0.2853, 0.2316, 0.2291, 0.2496, 0.2846]),  # in1024-out512-b8
-    ([0.356, 0.2844, 0.2704, 0.2666, 0.27], [0.2511, 0.2554, 0.2585, 0.2464, 0.2403]),  # in2048-out512-b8
-    ([0.2325, 0.2469, 0.2346, 0.2728, 0.2471], [0.2187, 0.2195, 0.2297, 0.2303, 0.228]),  # sampling, b8
-]
-
-
-@pytest.mark.parametrize(("baseline", "current"), H200_SAME_WORK)
-def test_a_noisier_side_is_not_called_a_change(baseline, current):
-    decision = decide(baseline, current, TOLERANCE)
-    assert decision.rank_p_value < 0.01  # the rank test alone rejects
-    assert decision.verdict not in ("regressed", "improved"), decision.reason
-
-
-def test_run_noise_widens_the_interval_for_what_trials_cannot_show():
-    # Sampling decoding, batch 8, HF eager on an H200: two runs a few minutes apart, each run's trials tight.
-    baseline = [0.2325, 0.2469, 0.2346, 0.2728, 0.2471]
-    current = [0.2036, 0.2005, 0.2119, 0.2051, 0.2156]
-    assert decide(baseline, current, TOLERANCE).verdict == "improved"
-    relaxed = decide(baseline, current, TOLERANCE, run_noise=0.08)
-    assert relaxed.verdict == "inconclusive"
-    assert relaxed.ci_low < decide(baseline, current, TOLERANCE).ci_low
-    assert relaxed.detectable > decide(baseline, current, TOLERANCE).detectable
-    # A change far beyond the run noise is still caught.
-    assert decide(baseline, [x * 1.6 for x in baseline], TOLERANCE, run_noise=0.08).verdict == "regressed"
-
-
-def test_run_noise_must_be_a_fraction():
-    with pytest.raises(ValueError, match="run_noise"):
-        decide([1.0, 1.1], [1.0, 1.1], TOLERANCE, run_noise=1.5)
+    assert swapped.p_value == pytest.approx(decision.p_value)
