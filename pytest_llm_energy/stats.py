@@ -43,15 +43,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 from scipy.stats import t as student_t
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "new")
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE, NEW = VERDICTS
 DEFAULT_CONFIDENCE = 0.99
-DEFAULT_RUN_NOISE = 0.03  # prior spread of a run's level on one card, until recorded runs say otherwise
+DEFAULT_RUN_NOISE = 0.05  # prior spread of a run's level on one card, until recorded runs say otherwise
 DEFAULT_CARD_NOISE = 0.05  # prior spread of a card's level within a GPU model
 PRIOR_WEIGHT = 3  # a prior counts as this many degrees of freedom (the scatter of four runs)
-POOLED_WEIGHT_CAP = 6  # a test's own runs outweigh what other tests of its set say, once it has a few
+POOLED_WEIGHT_CAP = 4  # a test's own runs outweigh what other tests of its set say, once it has a few
 DETECTION_POWER = 0.80
 
 MAD_TO_SIGMA = 1.4826  # a normal's sigma per unit of median absolute deviation
@@ -235,10 +236,17 @@ def _pooled_trial_variance(parts: Iterable[tuple[int, float]]) -> tuple[float, i
     return (total / df if df else 0.0), df
 
 
-def _satterthwaite(terms: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
-    """Degrees of freedom of a sum of variance estimates, each with its own (Welch-Satterthwaite)."""
+def _satterthwaite(terms: Sequence[tuple[np.ndarray, np.ndarray | float]]) -> np.ndarray:
+    """Degrees of freedom of a sum of variance estimates, each with its own (Welch-Satterthwaite).
+
+    A term known exactly (infinite degrees of freedom) or absent (zero variance) adds no uncertainty.
+    """
     total = sum(variance for variance, _ in terms)
-    spread = sum(np.where(variance > 0, variance**2 / df, 0.0) for variance, df in terms if df > 0)
+    spread = 0.0
+    for variance, df in terms:
+        df = np.asarray(df, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = spread + np.where((variance > 0) & (df > 0) & np.isfinite(df), variance**2 / df, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(spread > 0, total**2 / np.where(spread > 0, spread, 1.0), np.inf)
 
@@ -266,21 +274,36 @@ class Comparison:
 
 
 def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evidence: Evidence,
-                  run_to_run: bool) -> tuple[np.ndarray, np.ndarray, str]:
+                  run_to_run: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Between-run variance: the test's own recorded runs, moderated towards its set, and that towards the
-    prior. Returns the variance, its degrees of freedom and where it came from."""
+    prior. Returns the variance, its degrees of freedom, the part of it the test's own runs gave and that
+    part's degrees of freedom, and where it came from. (The evidence's sums may be arrays, one set per
+    replicate, for simulation.)"""
     replicates, runs = base_medians.shape
     if not run_to_run:
-        return np.zeros(replicates), np.full(replicates, np.inf), "none"
-    pooled_df = PRIOR_WEIGHT + evidence.run_df
-    pooled = max(0.0, (PRIOR_WEIGHT * math.log1p(prior.run) ** 2 + evidence.run_sum) / pooled_df)
-    weight = min(pooled_df, POOLED_WEIGHT_CAP)
+        return np.zeros(replicates), np.full(replicates, np.inf), np.zeros(replicates), np.zeros(replicates), "none"
+    pooled_df = PRIOR_WEIGHT + np.asarray(evidence.run_df, dtype=float)
+    pooled = np.maximum(0.0, (PRIOR_WEIGHT * math.log1p(prior.run) ** 2 + evidence.run_sum) / pooled_df)
+    weight = np.minimum(pooled_df, POOLED_WEIGHT_CAP)
     if runs < 2:
-        source = "pooled" if evidence.run_df else "prior"
-        return np.full(replicates, pooled), np.full(replicates, float(weight)), source
-    excess = np.var(base_medians, axis=1, ddof=1) - own.mean(axis=1)
+        source = "pooled" if np.any(evidence.run_df) else "prior"
+        return (np.broadcast_to(pooled, (replicates,)).astype(float),
+                np.broadcast_to(weight, (replicates,)).astype(float), np.zeros(replicates), np.zeros(replicates),
+                source)
+    # The runs' scatter S^2 less what their trials explain, weighed as K - 1 runs' worth against the set's
+    # estimate P, which counts as at most w degrees of freedom however many tests gave it (other tests may
+    # move otherwise than this one). Degrees of freedom by Satterthwaite: Var(P) ~ 2 P^2 / w and Var(S^2) ~
+    # 2 S^4 / (K - 1), so where trial noise or the set's estimate makes most of the result the interval stays
+    # wide, while the estimate still follows the runs.
+    scatter = np.var(base_medians, axis=1, ddof=1)
+    excess = scatter - own.mean(axis=1)
     variance = np.maximum(0.0, (weight * pooled + (runs - 1) * excess) / (weight + runs - 1))
-    return variance, np.full(replicates, float(weight + runs - 1)), "recorded runs"
+    spread = (weight * pooled**2 + (runs - 1) * scatter**2) / (weight + runs - 1) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(spread > 0, variance**2 / np.where(spread > 0, spread, 1.0), np.inf)
+        share = np.clip(np.where(scatter > 0, excess / np.where(scatter > 0, scatter, 1.0), 0.0), 0.0, 1.0)
+    from_runs = np.maximum(0.0, (runs - 1) * excess / (weight + runs - 1))  # the part the test's runs gave
+    return variance, df, from_runs, (runs - 1) * share**2, "recorded runs"
 
 
 def _card_variance(prior: Prior, evidence: Evidence, base_cards: int | None) -> tuple[float, float]:
@@ -308,7 +331,7 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     trial_var = pooled / trial_df if trial_df else np.zeros_like(current_spread)
     own = np.array([median_cost(int(n)) / n for n in trials]) * trial_var[:, None]
     current_own = median_cost(current_trials) / current_trials * trial_var
-    run_var, run_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run)
+    run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run)
     card_var, card_df = _card_variance(prior, evidence, base_cards)
     between = run_var * (1 + 1 / runs)
     within = current_own + own.sum(axis=1) / runs**2
@@ -328,10 +351,31 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     verdict[significant & (d > band)] = VERDICTS.index(REGRESSED)
     verdict[significant & (d < -band)] = VERDICTS.index(IMPROVED)
     verdict[(low >= -band) & (high <= band)] = VERDICTS.index(UNCHANGED)
-    with np.errstate(over="ignore"):  # a few wild trials: no rise would be caught, inf
-        detectable = np.expm1(np.maximum(band, q * se) + student_t.ppf(DETECTION_POWER, df) * se)
+    own_between = own_run * (1 + 1 / runs)
+    detectable = _detectable(band, q, variance, within, trial_df, own_between, own_df, between - own_between)
     return Comparison(d, se, df, low, high, p_value, verdict, detectable, q * se > band, np.sqrt(trial_var),
                       trial_df, np.sqrt(run_var), run_df, source, math.sqrt(card_var), card_df)
+
+
+def _detectable(band: float, q: np.ndarray, variance: np.ndarray, within: np.ndarray, trial_df: int,
+                own_between: np.ndarray, own_df: np.ndarray, assumed_between: np.ndarray) -> np.ndarray:
+    """The rise caught 80% of the time: it must clear the threshold max(band, q * se) in 80% of runs.
+
+    What moves a run against that threshold: the scatter of d that this test's data measured (its trials,
+    and its own recorded runs' part of the run-to-run estimate); where q * se is the threshold, the scatter
+    of se itself, estimated from those data (Var(se) ~ V_data^2 / (2 df V)); and run-to-run scatter that is
+    only assumed (the prior, or other tests of the set), counted at half its variance: the rise reported
+    then holds within 20% whether the runs are as steady as trials alone or move twice as far as assumed
+    (benchmarks/detection.py).
+    """
+    data = within + own_between
+    df = _satterthwaite([(within, trial_df), (own_between, own_df)])
+    se = np.sqrt(variance)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        threshold_var = np.where((q * se > band) & (variance > 0), q**2 * data**2 / (2 * df * variance), 0.0)
+    margin = norm.ppf(DETECTION_POWER) * np.sqrt(data + assumed_between / 2 + threshold_var)
+    with np.errstate(over="ignore"):  # a few wild trials: no rise would be caught, inf
+        return np.expm1(np.maximum(band, q * se) + margin)
 
 
 # --- one run against its baseline ------------------------------------------------------------------------

@@ -30,15 +30,15 @@ STACK = {
 }
 
 
-# Six recorded runs whose levels move 0.3% from run to run: a steady history the rule can trust.
-LEVELS = [1.001, 1.003, 0.997, 1.002, 0.998, 1.0]  # the latest run at the entry's level
+# Ten recorded runs whose levels move 0.2% from run to run: a steady history the rule can trust.
+LEVELS = [1.001, 1.003, 0.997, 1.002, 0.998, 0.999, 1.002, 0.998, 1.001, 1.0]  # the latest at the level
 
 
 def entry(scale=1.0, samples=STEADY, gpu=None, **fingerprint):
     values = [round(s * scale, 6) for s in samples]
     spread = float(np.std(np.log(values), ddof=1))
     runs = [{"median": round(scale * level, 6), "trials": len(values), "spread": spread,
-             "gpus": [gpu] if gpu else [], "recorded_at": f"2026-11-0{i + 1}T00:00:00+00:00"}
+             "gpus": [gpu] if gpu else [], "recorded_at": f"2026-11-{i + 10}T00:00:00+00:00"}
             for i, level in enumerate(LEVELS)]
     return {
         "joules_per_token": scale,
@@ -397,12 +397,13 @@ def _on(uuid, scale):
 
 
 def test_entries_from_other_gpus_are_noted_and_judged_with_card_noise(tmp_path):
+    # one test alone, whose team knows its runs agree within 0.5%: card noise makes the difference
     old = read_baseline_set(write(tmp_path / "old", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.0)}))
     moved = read_baseline_set(write(tmp_path / "new", "h100", {"t.py::test_a": _on("GPU-bbbb", 1.12)}))
     same = read_baseline_set(write(tmp_path / "same", "h100", {"t.py::test_a": _on("GPU-aaaa", 1.12)}))
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(card=0.05)).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(run=0.005, card=0.05)).gpus]
     assert row.verdict == "inconclusive" and "other GPUs: GPU-aaaa -> GPU-bbbb" in row.notes
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(card=0.0)).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(run=0.005, card=0.0)).gpus]
     assert row.verdict == "regressed"
-    ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, prior=Prior(card=0.05)).gpus]
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, prior=Prior(run=0.005, card=0.05)).gpus]
     assert row.verdict == "regressed" and not any(note.startswith("other GPUs") for note in row.notes)
