@@ -1,16 +1,16 @@
-"""The `energy` fixture: measure any code with `energy.measure()`, or a binned workload with `energy.run()`."""
+"""The `energy` fixture: `energy(fn, ...)` and `energy.measure()` for any code, `energy.run()` for a binned workload."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .config import TestSettings
 from .errors import EnergyUsageError
 from .measurement import Measurement
-from .runner import MeasureWindow, measured
+from .runner import MeasureWindow, Work, measured
 from .trials import TrialPlan
 from .workload import Workload
 
@@ -62,6 +62,28 @@ class EnergyFixture:
         with measured(meter, self.measurements.append, warmup=self._warming, output_tokens=output_tokens,
                       input_tokens=input_tokens, requests=requests) as window:
             yield window
+
+    # -- energy(fn) ------------------------------------------------------------------------------------
+    def __call__(self, fn: Callable[..., Any], *args: Any, output_tokens: int, input_tokens: int = 0,
+                 requests: int = 0, **kwargs: Any) -> Any:
+        """Measure `fn(*args, **kwargs)`, as pytest-benchmark's `benchmark(fn)` times it: warm-up first, then
+        the trials, each a window in which `fn` is called until the window lasts the minimum (1 s on NVML).
+        `output_tokens` is what one call produces; J/token divides by every call. Returns fn's result."""
+        if not isinstance(output_tokens, int) or isinstance(output_tokens, bool) or output_tokens < 1:
+            raise EnergyUsageError(f"energy(fn, ...): output_tokens must be the number of tokens one call of "
+                                   f"fn produces (a positive integer), got {output_tokens!r}")
+        if self.measurements:
+            raise EnergyUsageError(f"{self.nodeid}: energy(fn) measures a test once, after which it has its "
+                                   "trials; measure one thing per test, or parametrize the test")
+        self.drives_own_trials = True
+        self._session.ready_meter()
+
+        def counts(results: list, check: bool) -> tuple[int, int, int]:
+            return output_tokens * len(results), input_tokens * len(results), requests * len(results)
+
+        work = Work(object(), lambda: fn(*args, **kwargs), counts)  # a key of its own: always warmed up
+        return self._session.runner.repeat(work, self.plan(), self.measurements.append, label=self.nodeid,
+                                           min_window_s=self.settings.min_window)
 
     # -- energy.trials() -------------------------------------------------------------------------------
     def trials(self) -> Iterator[Trial]:

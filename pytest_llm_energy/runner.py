@@ -11,7 +11,8 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import Backend, Generation
@@ -23,6 +24,16 @@ from .workload import Workload
 
 COOLDOWN_LIMIT_S = 60.0
 WINDOW_MARGIN = 1.1  # plan windows 10% over the minimum, so run-time jitter rarely makes one short
+
+
+@dataclass(frozen=True)
+class Work:
+    """What the runner repeats inside windows: `call()` does it once; `counts(results, check)` gives the
+    (output, input, requests) tokens of a window's calls, and with `check` raises if they are wrong."""
+
+    key: Hashable  # warm-up happens once per key in a session (a backend and workload shape)
+    call: Callable[[], Any]
+    counts: Callable[[list, bool], tuple[int, int, int]]
 
 
 class MeasureWindow:
@@ -119,52 +130,66 @@ class WorkloadRunner:
                 ) from error
             raise BackendError(f"{backend.name} failed on {workload.label}: {type(error).__name__}: {error}") from error
 
-    def _window(self, backend: Backend, prepared, workload: Workload, repeats: int, warmup: bool,
-                record: Callable[[Measurement], None]) -> Measurement:
-        generations = []
+    def _window(self, work: Work, repeats: int, warmup: bool, record: Callable[[Measurement], None]) -> tuple:
+        """`repeats` calls of the work in one window; returns the measurement and the calls' results."""
+        results = []
         with measured(self.meter, lambda measurement: None, warmup=warmup, repeats=repeats) as window:
             for _ in range(repeats):
-                generations.append(backend.generate(prepared))
-            window.output_tokens = sum(g.output_tokens for g in generations)
-            window.input_tokens = sum(g.input_tokens for g in generations)
-            window.requests = sum(g.requests for g in generations)
-        for generation in generations:  # after the window: the harness adds nothing inside it
-            check_tokens(backend, workload, generation)
+                results.append(work.call())
+            window.output_tokens, window.input_tokens, window.requests = work.counts(results, check=False)
+        work.counts(results, check=True)  # after the window: the harness adds nothing inside it
         record(window.measurement)
-        return window.measurement
+        return window.measurement, results
 
-    def _warm_up(self, backend: Backend, prepared, workload: Workload, plan: TrialPlan,
-                 record: Callable[[Measurement], None], label: str) -> None:
-        """The first runs of a shape, unmeasured for the comparison; then one more to time a warm run."""
-        key = (id(backend), workload.shape)
-        if key in self._seconds_per_run:
-            return
+    def repeat(self, work: Work, plan: TrialPlan, record: Callable[[Measurement], None], label: str = "",
+               min_window_s: float | None = None) -> Any:
+        """Warm up (once per `work.key`), then trials, each a window of as many calls as reach the minimum
+        window; returns the last call's result."""
+        min_window = min_window_s if min_window_s is not None else self.min_window_s
+        results = self._warm_up(work, plan, record, label)
+        seconds_per_call = self._seconds_per_run.get(work.key)
+        repeats = max(1, math.ceil(min_window * WINDOW_MARGIN / seconds_per_call)) if seconds_per_call else 1
+        samples: list[float] = []
+        for _ in plan.run(lambda: samples, self.progress, label):
+            cool_down(self.meter, self.cooldown_celsius)
+            measurement, results = self._window(work, repeats, False, record)
+            samples.append(measurement.joules_per_output_token)
+            per_call = measurement.seconds / repeats
+            self._seconds_per_run[work.key] = per_call
+            if measurement.seconds < min_window:  # the warm-up call was slower than a warm one
+                repeats = max(repeats + 1, math.ceil(min_window * WINDOW_MARGIN / per_call))
+        return results[-1] if results else None
+
+    def _warm_up(self, work: Work, plan: TrialPlan, record: Callable[[Measurement], None], label: str) -> list:
+        """The first calls of a shape, unmeasured for the comparison; then one more to time a warm call."""
+        if work.key in self._seconds_per_run:
+            return []
+        results = []
         for i in range(plan.warmup):
             self.progress(f"{label} warm-up {i + 1}/{plan.warmup}")
-            self._window(backend, prepared, workload, 1, True, record)
+            results = self._window(work, 1, True, record)[1]
         if plan.warmup:
-            # A warm-up run is slower than a warm one (the first of a shape cost 3-5x on an H200), so the
-            # window length is planned from one more, unmeasured, run.
+            # A warm-up call is slower than a warm one (the first of a shape cost 3-5x on an H200), so the
+            # window length is planned from one more, unmeasured, call.
             started = time.perf_counter()
-            check_tokens(backend, workload, backend.generate(prepared))
-            self._seconds_per_run[key] = time.perf_counter() - started
+            results = [work.call()]
+            self._seconds_per_run[work.key] = time.perf_counter() - started
+            work.counts(results, check=True)
+        return results
 
     def _run_offline(self, backend: Backend, workload: Workload, plan: TrialPlan,
                      record: Callable[[Measurement], None], label: str, min_window: float) -> None:
         prepared = backend.prepare(workload)
-        key = (id(backend), workload.shape)
-        self._warm_up(backend, prepared, workload, plan, record, label)
-        seconds_per_run = self._seconds_per_run.get(key)
-        repeats = max(1, math.ceil(min_window * WINDOW_MARGIN / seconds_per_run)) if seconds_per_run else 1
-        samples: list[float] = []
-        for _ in plan.run(lambda: samples, self.progress, label):
-            cool_down(self.meter, self.cooldown_celsius)
-            measurement = self._window(backend, prepared, workload, repeats, False, record)
-            samples.append(measurement.joules_per_output_token)
-            per_run = measurement.seconds / repeats
-            self._seconds_per_run[key] = per_run
-            if measurement.seconds < min_window:  # the warm-up run was slower than a warm one
-                repeats = max(repeats + 1, math.ceil(min_window * WINDOW_MARGIN / per_run))
+
+        def counts(generations: list[Generation], check: bool) -> tuple[int, int, int]:
+            if check:
+                for generation in generations:
+                    check_tokens(backend, workload, generation)
+            return (sum(g.output_tokens for g in generations), sum(g.input_tokens for g in generations),
+                    sum(g.requests for g in generations))
+
+        self.repeat(Work((id(backend), workload.shape), lambda: backend.generate(prepared), counts), plan, record,
+                    label, min_window)
 
     def _run_online(self, backend: Backend, workload: Workload, plan: TrialPlan,
                     record: Callable[[Measurement], None], label: str, min_window: float) -> None:

@@ -348,7 +348,8 @@ class NvmlMeter(Meter):
             notes.append(f"window {seconds:.3f} s is shorter than the counter period ({COUNTER_PERIOD_S} s)")
         elif seconds < self.min_window_s:
             flags.append(FLAG_SHORT_WINDOW)
-            notes.append(f"window {seconds:.2f} s is under {self.min_window_s} s: precision is worse than 1%")
+            notes.append(f"window {seconds:.2f} s is under {self.min_window_s} s: precision is worse than 1%; "
+                         "energy(fn, ...) repeats short work inside one window")
         return Reading(
             joules=sum(d.joules for d in per_device), seconds=seconds, meter=self.name, estimated=False,
             idle_watts=sum(idle), devices=tuple(per_device), flags=tuple(flags), notes=tuple(notes),
