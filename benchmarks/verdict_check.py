@@ -67,29 +67,28 @@ def main(argv=None) -> int:
     parser.add_argument("--records", type=int, default=3)
     parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole check")
     parser.add_argument("--tests", default=TESTS, help="the tests to run (default: %(default)s)")
+    parser.add_argument("--scratch", default=str(Path(tempfile.gettempdir()) / "verdict-check"),
+                        help="baselines and reports, kept between calls (default: %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="verdict-check-"))
+    scratch = Path(args.scratch)  # kept between calls on one machine: a later call goes on checking
+    scratch.mkdir(parents=True, exist_ok=True)
     baselines = scratch / "baselines"
-    runs = []
     with open(out / "log.txt", "w", encoding="utf-8") as log:
         for number in range(args.records):
             report = scratch / f"record{number}.json"
-            pytest_run(args.tests, baselines, report, True, log)
-            runs.append(("record", json.loads(report.read_text())))
-        durations = []
-        while True:
-            elapsed = time.perf_counter() - started
-            longest = max(durations, default=90.0)
-            if elapsed + longest > args.budget:
-                break
-            report = scratch / f"check{len(durations)}.json"
+            if not report.exists():
+                pytest_run(args.tests, baselines, report, True, log)
+        durations: list[float] = []
+        while time.perf_counter() - started + max(durations, default=90.0) <= args.budget:
+            report = scratch / f"check{len(list(scratch.glob('check*.json'))):02d}.json"
             began = time.perf_counter()
             pytest_run(args.tests, baselines, report, False, log)
             durations.append(time.perf_counter() - began)
-            runs.append(("check", json.loads(report.read_text())))
+    runs = [("record", json.loads((scratch / f"record{n}.json").read_text())) for n in range(args.records)]
+    runs += [("check", json.loads(path.read_text())) for path in sorted(scratch.glob("check*.json"))]
     summary = summarize(runs, baselines)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(markdown(summary))

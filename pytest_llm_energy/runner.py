@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .backends.base import Backend, Generation
@@ -24,6 +24,8 @@ from .workload import Workload
 
 COOLDOWN_LIMIT_S = 60.0
 WINDOW_MARGIN = 1.1  # plan windows 10% over the minimum, so run-time jitter rarely makes one short
+CALIBRATION_CALLS = 3  # warm calls timed to plan a window
+SHORT_RETRIES = 2  # a trial window under the minimum is measured again with more calls, this often
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class WorkloadRunner:
                 ) from error
             raise BackendError(f"{backend.name} failed on {workload.label}: {type(error).__name__}: {error}") from error
 
-    def _window(self, work: Work, repeats: int, warmup: bool, record: Callable[[Measurement], None]) -> tuple:
+    def _window(self, work: Work, repeats: int, warmup: bool) -> tuple[Measurement, list]:
         """`repeats` calls of the work in one window; returns the measurement and the calls' results."""
         results = []
         with measured(self.meter, lambda measurement: None, warmup=warmup, repeats=repeats) as window:
@@ -138,43 +140,57 @@ class WorkloadRunner:
                 results.append(work.call())
             window.output_tokens, window.input_tokens, window.requests = work.counts(results, check=False)
         work.counts(results, check=True)  # after the window: the harness adds nothing inside it
-        record(window.measurement)
         return window.measurement, results
 
     def repeat(self, work: Work, plan: TrialPlan, record: Callable[[Measurement], None], label: str = "",
                min_window_s: float | None = None) -> Any:
         """Warm up (once per `work.key`), then trials, each a window of as many calls as reach the minimum
-        window; returns the last call's result."""
+        window; returns the last call's result.
+
+        A trial window that still came out under the minimum (the calls sped up) is kept as a warm-up, not
+        compared, and measured again with more calls, at most twice.
+        """
         min_window = min_window_s if min_window_s is not None else self.min_window_s
-        results = self._warm_up(work, plan, record, label)
+        results = self._warm_up(work, plan, record, label, min_window)
         seconds_per_call = self._seconds_per_run.get(work.key)
         repeats = max(1, math.ceil(min_window * WINDOW_MARGIN / seconds_per_call)) if seconds_per_call else 1
         samples: list[float] = []
         for _ in plan.run(lambda: samples, self.progress, label):
-            cool_down(self.meter, self.cooldown_celsius)
-            measurement, results = self._window(work, repeats, False, record)
+            for attempt in range(SHORT_RETRIES + 1):
+                cool_down(self.meter, self.cooldown_celsius)
+                measurement, results = self._window(work, repeats, False)
+                per_call = measurement.seconds / repeats
+                self._seconds_per_run[work.key] = per_call
+                short = measurement.seconds < min_window
+                if short:
+                    repeats = max(repeats + 1, math.ceil(min_window * WINDOW_MARGIN / per_call))
+                if not short or attempt == SHORT_RETRIES:
+                    break
+                record(replace(measurement, warmup=True))
+            record(measurement)
             samples.append(measurement.joules_per_output_token)
-            per_call = measurement.seconds / repeats
-            self._seconds_per_run[work.key] = per_call
-            if measurement.seconds < min_window:  # the warm-up call was slower than a warm one
-                repeats = max(repeats + 1, math.ceil(min_window * WINDOW_MARGIN / per_call))
         return results[-1] if results else None
 
-    def _warm_up(self, work: Work, plan: TrialPlan, record: Callable[[Measurement], None], label: str) -> list:
-        """The first calls of a shape, unmeasured for the comparison; then one more to time a warm call."""
+    def _warm_up(self, work: Work, plan: TrialPlan, record: Callable[[Measurement], None], label: str,
+                 min_window: float) -> list:
+        """The first calls of a shape, not compared; then warm calls, timed, to plan the window length."""
         if work.key in self._seconds_per_run:
             return []
         results = []
         for i in range(plan.warmup):
             self.progress(f"{label} warm-up {i + 1}/{plan.warmup}")
-            results = self._window(work, 1, True, record)[1]
+            measurement, results = self._window(work, 1, True)
+            record(measurement)
         if plan.warmup:
             # A warm-up call is slower than a warm one (the first of a shape cost 3-5x on an H200), so the
-            # window length is planned from one more, unmeasured, call.
-            started = time.perf_counter()
-            results = [work.call()]
-            self._seconds_per_run[work.key] = time.perf_counter() - started
-            work.counts(results, check=True)
+            # window is planned from warm calls: the fastest of up to three, or of half a window's worth.
+            timings = []
+            while len(timings) < CALIBRATION_CALLS and sum(timings) < min_window / 2:
+                started = time.perf_counter()
+                results = [work.call()]
+                timings.append(time.perf_counter() - started)
+                work.counts(results, check=True)
+            self._seconds_per_run[work.key] = min(timings)
         return results
 
     def _run_offline(self, backend: Backend, workload: Workload, plan: TrialPlan,

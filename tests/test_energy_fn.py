@@ -23,7 +23,8 @@ def test_short_generate(energy):
     windows = [m for m in energy.measurements if not m.warmup]
     assert len(windows) == 5
     assert all(m.repeats > 1 and m.output_tokens == 16 * m.repeats for m in windows)
-    assert len(CALLS) == sum(m.repeats for m in energy.measurements) + 1  # + the call that timed it
+    timed = len(CALLS) - sum(m.repeats for m in energy.measurements)
+    assert 1 <= timed <= 3  # + the warm calls timed to plan the window
 """
 
 ARGS = ("--energy-gpu=cpu", "--energy-min-window=0.3", "-p", "no:cacheprovider", "--energy-json=r.json")

@@ -96,3 +96,24 @@ def test_out_of_memory_in_one_bin_becomes_a_clear_backend_error():
 def test_any_other_crash_names_the_backend_and_the_bin():
     with pytest.raises(BackendError, match="burn failed on in16-out8-b2-greedy: ValueError: boom"):
         run(BurnBackend(fail_on_call=1, error=ValueError("boom")))
+
+
+class SpeedingUpBackend(BurnBackend):
+    """Each call is faster than the last: planned windows come out short, as when a GPU's clocks rise."""
+
+    def generate(self, workload):
+        self.seconds = max(0.005, self.seconds * 0.8)
+        return super().generate(workload)
+
+
+def test_a_trial_window_under_the_minimum_is_measured_again_not_compared():
+    _, measured = run(SpeedingUpBackend(seconds=0.06), trials=3, min_window=0.3)
+    compared = [m for m in measured if not m.warmup]
+    assert len(compared) == 3 and all(m.seconds >= 0.3 for m in compared)
+    assert any(m.seconds < 0.3 and m.repeats > 1 for m in measured if m.warmup)  # kept, not compared
+
+
+def test_windows_are_planned_from_the_fastest_warm_call():
+    runner, _ = run(BurnBackend(seconds=0.03, first_call_seconds=0.3), trials=2, min_window=0.3)
+    ((_, seconds_per_call),) = runner._seconds_per_run.items()
+    assert seconds_per_call < 0.1  # the slow first call was a warm-up, not the plan
