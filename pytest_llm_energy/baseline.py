@@ -297,9 +297,17 @@ def history_changed(old: Mapping, new: Mapping) -> list[str]:
     before, after = old.get("fingerprint") or {}, new.get("fingerprint") or {}
     changed = [c for c in HISTORY_COMPONENTS if before.get(c) is not None and before.get(c) != after.get(c)]
     for part in ("workload", "backend"):
-        if clean_for_json(old.get(part)) != clean_for_json(new.get(part)):
+        if _comparable(part, old.get(part)) != _comparable(part, new.get(part)):
             changed.append(part)
     return changed
+
+
+def _comparable(part: str, value):
+    """A workload or backend as it decides the energy: a model by name and weights, not by where it lay."""
+    value = clean_for_json(value)
+    if part == "backend" and isinstance(value, dict) and isinstance(value.get("model"), dict):
+        value = {**value, "model": {k: v for k, v in value["model"].items() if k in ("name", "weights")}}
+    return value
 
 
 def with_history(old: BaselineEntry | None, new: Mapping, keep: int, fresh: bool) -> tuple[dict, bool]:

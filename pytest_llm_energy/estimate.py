@@ -292,8 +292,11 @@ class WorkloadDelta:
 
     @property
     def sentence(self) -> str:
-        verb = "costs" if self.fraction > 0 else "saves" if self.fraction < 0 else "changes"
-        return f"this change {verb} {self.fraction:+.1%} on {self.a.trace}"
+        if self.fraction > 0:
+            return f"this change costs {self.fraction:.1%} more on {self.a.trace}"
+        if self.fraction < 0:
+            return f"this change saves {-self.fraction:.1%} on {self.a.trace}"
+        return f"this change costs the same on {self.a.trace}"
 
     def to_dict(self) -> dict:
         return {

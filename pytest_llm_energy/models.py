@@ -69,7 +69,13 @@ class ModelSpec:
         return any((folder / name).is_file() for name in _TOKENIZER_FILES)
 
     def describe(self) -> dict:
-        return {"name": self.name, "source": self.source, "reference": self.reference, "weights": self.weights}
+        """What a record keeps of the model. A folder (packaged or local) by its name only: a path of this
+        machine would mean nothing in a committed baseline."""
+        if self.source == "hub":
+            name = reference = self.reference
+        else:
+            name, reference = Path(self.name).name, Path(self.reference).name
+        return {"name": name, "source": self.source, "reference": reference, "weights": self.weights}
 
 
 def resolve_model(text: str | ModelSpec, random_weights: bool | None = None) -> ModelSpec:

@@ -23,6 +23,7 @@ from .report import (
     header_line,
     run_document,
     terminal_table,
+    tests_text,
     verdict_counts,
     write_run_reports,
     written_counts,
@@ -121,7 +122,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if session is None:
         return []
     o = session.options
-    mode = "updating" if session.update else "read-only"
+    mode = "updating" if session.update else "not updating"
     trials = f"{o['trials']}" + (f"..{o['max_trials']}" if o["max_trials"] and o["max_trials"] > o["trials"] else "")
     lines = [
         f"energy: gpu key {session.gpu_key!r}, meter {session.meter.describe()}",
@@ -415,7 +416,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
     if records:
         tr.write_line(terminal_table(records))
-        tr.write_line(f"{len(records)} tests: {verdict_counts(records)}")
+        tr.write_line(f"{tests_text(len(records))}: {verdict_counts(records)}")
     if session.written:
         for written in session.written:
             counts = written_counts({"added": written.added, "updated": written.updated,

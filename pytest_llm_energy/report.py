@@ -85,6 +85,10 @@ def count_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n) or "no entries"
 
 
+def tests_text(count: int) -> str:
+    return f"{count} test{'' if count == 1 else 's'}"
+
+
 def verdict_counts(records: Iterable[dict]) -> str:
     counts: dict[str, int] = {}
     for record in records:
@@ -180,7 +184,7 @@ def markdown(document: dict) -> str:
     if workers:
         lines += ["", "xdist workers, one GPU each: "
                   + ", ".join(f"{worker} `{uuid}`" for worker, uuid in sorted(workers.items())) + "."]
-    lines += ["", f"{len(records)} tests: {verdict_counts(records) or 'none measured'}.", ""]
+    lines += ["", f"{tests_text(len(records))}: {verdict_counts(records) or 'none measured'}.", ""]
     if records:
         lines += markdown_results(COLUMNS, rows(records), what="results",
                                   attention=[r.get("verdict") in ATTENTION for r in records])

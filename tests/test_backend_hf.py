@@ -120,6 +120,7 @@ def test_compile_uses_generates_own_compiled_decode_step():
         described = backend.describe()["generate"]
         assert described["cache_implementation"] == "static"
         assert described["compile"]["mode"] == "default"  # no CUDA graphs on a CPU
+        assert backend.describe()["options"]["cuda_graphs"] is False  # and the record does not claim them
     finally:
         backend.close()
 

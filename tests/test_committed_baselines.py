@@ -64,3 +64,13 @@ def test_every_trace_bin_ran_the_workload_its_id_names(folder):
             workload = entry.data["workload"]
             assert (workload["input_tokens"], workload["output_tokens"], workload["batch_size"]) == tuple(
                 int(n) for n in match.groups()), f"{entry.path.relative_to(ROOT)}: {entry.nodeid}"
+
+
+@pytest.mark.parametrize("folder", GPU_FOLDERS, ids=lambda p: p.name)
+def test_no_entry_names_a_path_of_the_machine_that_recorded_it(folder):
+    for _, entry in read_set(folder).entries.items():
+        model = (entry.data.get("backend") or {}).get("model") or {}
+        if model.get("source") != "hub":  # a hub id has a slash; a folder is kept by its name only
+            assert "/" not in model.get("reference", "") and "/" not in model.get("name", ""), entry.nodeid
+    text = "".join(path.read_text() for path in folder.rglob("*.json"))
+    assert str(ROOT) not in text

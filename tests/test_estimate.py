@@ -254,7 +254,8 @@ def test_delta_by_hand(table, report_a, tmp_path):
     # B: 3 x 17.6 + 48 + 0.5 x 17.6 = 109.6 J against 104 J
     assert b.joules == pytest.approx(109.6)
     assert delta.fraction == pytest.approx(109.6 / 104 - 1)
-    assert delta.sentence == f"this change costs +5.4% on {table.trace}"
+    assert delta.sentence == f"this change costs 5.4% more on {table.trace}"
+    assert workload_delta(delta.b, delta.a).sentence == f"this change saves 5.1% on {table.trace}"
     assert delta.same_bins_measured
 
 

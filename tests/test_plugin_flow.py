@@ -199,7 +199,7 @@ def test_report_header_names_gpu_meter_and_baselines(suite):
     result = run(suite)
     result.stdout.fnmatch_lines([
         "energy: gpu key 'cpu', meter *cpu-time (ESTIMATED*",
-        "energy: baselines */baselines/cpu (read-only), tolerance 5%*",
+        "energy: baselines */baselines/cpu (not updating), tolerance 5%*",
     ])
 
 

@@ -229,6 +229,8 @@ class HFBackend(Backend):
         generate_options: dict = {"cache_implementation": self._cache_kwargs.get("cache_implementation", "dynamic")}
         compile_config = self._cache_kwargs.get("compile_config")
         generate_options["compile"] = compile_config.to_dict() if compile_config is not None else None
+        if self._device != "cuda":  # CUDA graphs are a GPU's: a CPU record must not claim them
+            description["options"] = {**description["options"], "cuda_graphs": False}
         description.update(device=self._device, dtype=self._dtype, generate=generate_options,
                            versions=_versions())
         return description
