@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
@@ -35,7 +36,6 @@ DEFAULT_HISTORY = 10  # recorded runs an entry keeps
 # Stack components whose change starts a fresh history: the plugin's own version and the host CPU of a GPU
 # runner are not the measured stack (a new runner host is scatter to learn, like another card).
 HISTORY_COMPONENTS = tuple(c for c in stack.COMPONENTS if c not in ("pytest_llm_energy", "cpu"))
-LOCK_NAME = ".lock"
 
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -67,6 +67,7 @@ class WriteSummary:
     added: tuple[str, ...]
     updated: tuple[str, ...]  # this run added to the entry's history
     restarted: tuple[str, ...] = ()  # of the updated: the history started afresh (stack, workload or energy changed)
+    removed: tuple[str, ...] = ()  # entries of tests that are no longer collected
 
 
 def test_file_of(nodeid: str) -> str:
@@ -197,19 +198,26 @@ def _render(gpu_key: str, entries: Mapping[str, Mapping]) -> str:
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the GPU folder, so two runs updating it at once lose no entry."""
+    """An exclusive lock on the GPU folder itself, so two runs updating it at once lose no entry.
+
+    The folder's own descriptor is locked (flock works on directories), so nothing but baseline JSON is
+    ever written under the baselines folder: no lock file to ignore or to commit by mistake.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: merge-on-write still protects entries from one writer
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: merge-on-write still protects entries from one writer
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 class BaselineStore:
@@ -233,10 +241,11 @@ class BaselineStore:
             return []
         return sorted(p for p in self.folder.rglob("*" + SUFFIX) if not p.name.startswith("."))
 
-    def check(self) -> int:
-        """Read every file of this GPU key now, so a broken file stops the run before any test."""
+    def check(self, nodeids: Iterable[str]) -> int:
+        """Read the baseline files of these tests now, so a broken one stops the run before any test (a
+        broken file of tests that do not run stops nothing)."""
         count = 0
-        for path in self.files():
+        for path in sorted({self.path_for(nodeid) for nodeid in nodeids}):
             count += len(self._load(path))
         return count
 
@@ -249,12 +258,30 @@ class BaselineStore:
         return self._load(self.path_for(nodeid)).get(nodeid)
 
     def evidence(self) -> Evidence:
-        """What the recorded runs of every entry of this GPU key say about run and card scatter."""
-        return Evidence.of(entry.runs for path in self.files() for entry in self._load(path).values())
+        """What the recorded runs of every entry of this GPU key say about run and card scatter (a broken
+        file says nothing; the tests it belongs to name it when they look up their baseline)."""
+        histories = []
+        for path in self.files():
+            try:
+                histories += [entry.runs for entry in self._load(path).values()]
+            except BaselineError:
+                continue
+        return Evidence.of(histories)
+
+    def unused(self, nodeids: Iterable[str]) -> list[str]:
+        """Entries of these tests' baseline files that belong to none of them (renamed or removed tests)."""
+        nodeids = set(nodeids)
+        found = []
+        for path in sorted({self.path_for(nodeid) for nodeid in nodeids}):
+            try:
+                found += [nodeid for nodeid in self._load(path) if nodeid not in nodeids]
+            except BaselineError:
+                continue  # named where it is read for the tests that need it
+        return sorted(found)
 
     def write(self, entries: Mapping[str, Mapping], *, keep: int = DEFAULT_HISTORY,
-              fresh: frozenset[str] = frozenset()) -> list[WriteSummary]:
-        """Add these tests' runs to their entries, keeping every other entry of every file.
+              fresh: frozenset[str] = frozenset(), remove: Iterable[str] = ()) -> list[WriteSummary]:
+        """Add these tests' runs to their entries, remove the entries in `remove`, keep every other entry.
 
         Each new entry holds one run; it joins the entry's history (the last `keep` runs) unless the stack
         or workload changed, or the test is in `fresh` (its run showed the energy changed): then the history
@@ -262,34 +289,40 @@ class BaselineStore:
         runs and entries another process wrote since this session started are kept. A file that became
         unreadable is left untouched and reported, and no other file is skipped because of it.
         """
-        by_file: dict[Path, dict[str, Mapping]] = {}
+        by_file: dict[Path, tuple[dict[str, Mapping], set[str]]] = {}
         for nodeid, entry in entries.items():
-            by_file.setdefault(self.path_for(nodeid), {})[nodeid] = clean_for_json(entry)
-        summaries = []
-        errors = []
+            by_file.setdefault(self.path_for(nodeid), ({}, set()))[0][nodeid] = clean_for_json(entry)
+        for nodeid in remove:
+            by_file.setdefault(self.path_for(nodeid), ({}, set()))[1].add(nodeid)
+        summaries, errors = [], []
         with _folder_lock(self.folder):
-            for path, new_entries in sorted(by_file.items()):
+            for path, (new_entries, gone) in sorted(by_file.items()):
                 try:
-                    on_disk = read_file(path) if path.exists() else {}
+                    summaries.append(self._update_file(path, new_entries, gone, keep, fresh))
                 except BaselineError as error:
                     errors.append(str(error))
-                    continue
-                merged = {nodeid: dict(entry.data) for nodeid, entry in on_disk.items()}
-                restarted = []
-                for nodeid, entry in new_entries.items():
-                    merged[nodeid], appended = with_history(on_disk.get(nodeid), entry, keep, nodeid in fresh)
-                    if nodeid in on_disk and not appended:
-                        restarted.append(nodeid)
-                text = _render(self.gpu_key, merged)
-                if not path.exists() or path.read_text(encoding="utf-8") != text:
-                    atomic_write(path, text)
-                self._files.pop(path, None)
-                summaries.append(WriteSummary(path, tuple(sorted(n for n in new_entries if n not in on_disk)),
-                                              tuple(sorted(n for n in new_entries if n in on_disk)),
-                                              tuple(sorted(restarted))))
         if errors:
             raise BaselineError("; ".join(errors) + " (other files were written)")
         return summaries
+
+    def _update_file(self, path: Path, new_entries: Mapping[str, Mapping], gone: set[str], keep: int,
+                     fresh: frozenset[str]) -> WriteSummary:
+        on_disk = read_file(path) if path.exists() else {}
+        merged = {nodeid: dict(entry.data) for nodeid, entry in on_disk.items() if nodeid not in gone}
+        restarted = []
+        for nodeid, entry in new_entries.items():
+            merged[nodeid], appended = with_history(on_disk.get(nodeid), entry, keep, nodeid in fresh)
+            if nodeid in on_disk and not appended:
+                restarted.append(nodeid)
+        text = _render(self.gpu_key, merged)
+        if merged and (not path.exists() or path.read_text(encoding="utf-8") != text):
+            atomic_write(path, text)
+        elif not merged and path.exists():
+            path.unlink()  # every entry of the file was removed
+        self._files.pop(path, None)
+        return WriteSummary(path, tuple(sorted(n for n in new_entries if n not in on_disk)),
+                            tuple(sorted(n for n in new_entries if n in on_disk)), tuple(sorted(restarted)),
+                            tuple(sorted(gone & set(on_disk))))
 
 
 def history_changed(old: Mapping, new: Mapping) -> list[str]:
@@ -300,6 +333,12 @@ def history_changed(old: Mapping, new: Mapping) -> list[str]:
         if _comparable(part, old.get(part)) != _comparable(part, new.get(part)):
             changed.append(part)
     return changed
+
+
+def workload_changed(entry: BaselineEntry | None, workload: Mapping | None) -> bool:
+    """Whether a test's workload is not the one its baseline measured (both known)."""
+    recorded = entry.data.get("workload") if entry is not None else None
+    return bool(recorded and workload) and _comparable("workload", recorded) != _comparable("workload", workload)
 
 
 def _comparable(part: str, value):

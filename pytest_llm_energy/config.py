@@ -15,10 +15,9 @@ from typing import Any
 from .backends import BACKENDS, BackendOptions
 from .baseline import DEFAULT_HISTORY
 from .errors import EnergyUsageError
+from .gpus import GPU_AUTO
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .stats import DEFAULT_CARD_NOISE, DEFAULT_RUN_NOISE, Prior
-
-GPU_AUTO = "auto"
 
 
 def _number(text, convert: Callable[[str], float], accept: Callable[[float], bool], unreadable: str,

@@ -33,6 +33,7 @@ GPU_KINDS: tuple[GpuKind, ...] = (
 )
 
 CPU_KEY = "cpu"
+GPU_AUTO = "auto"  # --energy-gpu=auto: the key of the visible GPUs
 
 
 def kind_for_name(device_name: str) -> GpuKind | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -114,9 +115,11 @@ def resolve_model(text: str | ModelSpec, random_weights: bool | None = None) -> 
         raise EnergyUsageError(f"model folder {reference} does not exist")
     if "/" in reference:
         return ModelSpec(reference, "hub", reference, bool(forced_random or random_weights))
+    close = difflib.get_close_matches(reference, PACKAGED_MODELS, n=1)
     raise EnergyUsageError(
-        f"unknown model {reference!r}: use a packaged name ({', '.join(PACKAGED_MODELS)}), "
-        "a local model folder, or a Hugging Face hub id such as meta-llama/Llama-3.2-1B"
+        f"unknown model {reference!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        + f": use a packaged name ({', '.join(PACKAGED_MODELS)}), a local model folder, or a Hugging Face hub "
+        "id such as meta-llama/Llama-3.2-1B"
     )
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import signal
+import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from .files import clean_for_json, display_path
 from .fixture import EnergyFixture
 from .gpus import CPU_KEY
 from .meters import resolve_gpu_key
+from .models import resolve_model
+from .progress import ProgressLine
 from .report import (
     failure_message,
     header_line,
@@ -69,7 +73,18 @@ def _check_baselines_folder(config: pytest.Config, session: EnergySession) -> No
     folder = session.store.folder
     if folder.exists() and not folder.is_dir():  # else its baselines are silently absent, and writing fails
         raise EnergyUsageError(f"--energy-baselines: {folder} is not a folder; move that file away")
-    session.store.check()
+
+
+def _check_writable(session: EnergySession) -> None:
+    """Updating: the folder the baselines go to must be writable, known before a run that would write it."""
+    if not session.update:
+        return
+    existing = session.store.folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EnergyUsageError(f"--energy-update-baselines: cannot write baselines under {existing} "
+                               "(permission denied); make it writable or choose --energy-baselines")
 
 
 @pytest.hookimpl(tryfirst=True)  # before other plugins' configure: nothing may start CUDA on an unpinned worker
@@ -87,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
         gpu_key = resolve_gpu_key(options["gpu"])
         session = EnergySession(options, gpu_key, Path(config.rootpath), is_controller=not _is_worker(config))
         _check_baselines_folder(config, session)
+        _check_writable(session)
+        if options["model"]:
+            resolve_model(options["model"])  # a misspelt model stops the run here, not in every test
         assignment = _plan_gpus(config, session) if session.is_controller else None
     except (EnergyUsageError, BaselineError) as error:
         raise pytest.UsageError(str(error)) from None
@@ -94,10 +112,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-llm-energy: {error}") from None
     config.stash[SESSION_KEY] = session
     session.progress = ProgressLine(config)
+    workers = (getattr(config, "workerinput", None) or {}).get("workercount", 0)
+    if workers > 1 and session.meter.estimated:
+        session.shared_cpu = workers  # each record says its estimate is inflated
     if session.is_controller:
-        config.pluginmanager.register(ControllerHooks(session, assignment), "llm-energy-controller")
+        hooks = ControllerHooks(session, assignment)
+        config.pluginmanager.register(hooks, "llm-energy-controller")
         if xdist_support.has_xdist(config):
-            config.pluginmanager.register(xdist_support.XdistHooks(assignment), "llm-energy-xdist")
+            if xdist_support.worker_count(config):  # workers leave their progress here for the controller
+                hooks.progress_dir = Path(tempfile.mkdtemp(prefix="llm-energy-progress-"))
+            config.pluginmanager.register(xdist_support.XdistHooks(assignment, hooks.progress_dir),
+                                          "llm-energy-xdist")
 
 
 def _plan_gpus(config: pytest.Config, session: EnergySession) -> xdist_support.GpuAssignment | None:
@@ -138,6 +163,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if workers > 1 and session.meter.name == "rapl":
         lines.append(f"energy: RAPL counts the whole CPU package: with {workers} xdist workers, each test's "
                      "number includes the other workers' work")
+    elif workers > 1 and session.meter.estimated:
+        lines.append(f"energy: ESTIMATES INFLATED: {workers} xdist workers share the CPU, and each worker's CPU "
+                     "time grows with the contention; compare only with runs of the same -n, or run without -n")
     return lines
 
 
@@ -151,6 +179,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # Closest marker first: a function's keyword wins over its class's and module's.
             for mark in reversed(list(item.iter_markers("energy"))):
                 values.update(check_marker_keywords(item.nodeid, mark.kwargs, mark.args))
+            if "model" in values:
+                _check_model(item.nodeid, values["model"])
         except EnergyUsageError as error:
             problems.append(str(error))
             item.stash[MARKER_ERROR_KEY] = str(error)
@@ -159,8 +189,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         xdist_support.group_by_model(item, values.get("model"))
     # An xdist worker that stops at collection crashes without the message, so there each bad test errors
     # with it instead (pytest_runtest_setup below); a serial run stops before any test.
-    if problems and xdist_support.worker_id(config) is None:
-        raise pytest.UsageError("\n".join(problems))
+    if xdist_support.worker_id(config) is None:
+        problems += _baseline_problems(config, items)
+        if problems:
+            raise pytest.UsageError("\n".join(problems))
+
+
+def _check_model(nodeid: str, model: str) -> None:
+    try:
+        resolve_model(model)
+    except EnergyUsageError as error:
+        raise EnergyUsageError(f"{nodeid}: @pytest.mark.energy(model=...): {error}") from None
+
+
+def _baseline_problems(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """The baseline files of the collected tests, read before any runs: a broken one is named now."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return []
+    try:
+        session.store.check(xdist_support.plain_nodeid(item) for item in items)
+    except BaselineError as error:
+        return [str(error)]
+    return []
 
 
 @pytest.fixture
@@ -182,39 +233,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(SESSION_KEY, None)
     if session is not None and isinstance(session.progress, ProgressLine):
         session.progress.start(xdist_support.plain_nodeid(item))
-
-
-PROGRESS_AFTER_S = 2.0  # quick tests stay quiet; a progress line appears once a test runs this long
-
-
-class ProgressLine:
-    """`[energy] TEST trial 3/5 (41.2 s)` lines while a long test measures; quiet under -q and on workers.
-
-    One object for the whole session: the workload runner keeps the writer it was created with, so the
-    writer follows the current test rather than being replaced per test. The line is written with capture
-    suspended, so it reaches the terminal while pytest captures the test's own output.
-    """
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.nodeid = ""
-        self.started = time.perf_counter()
-
-    def start(self, nodeid: str) -> None:
-        self.nodeid, self.started = nodeid, time.perf_counter()
-
-    def __call__(self, text: str) -> None:
-        elapsed = time.perf_counter() - self.started
-        if elapsed < PROGRESS_AFTER_S or self.config.get_verbosity() < 0 or _is_worker(self.config):
-            return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            return
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        line = f"  [energy] {self.nodeid} {text.replace(self.nodeid, '').strip()} ({elapsed:.1f} s)"
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.write_line(line)
-            reporter.flush()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -293,11 +311,21 @@ def pytest_runtest_call(item: pytest.Item):
         pytest.fail(record["refused"], pytrace=False)
     verdict = record["verdict"]
     if verdict == "regressed":
-        pytest.fail(failure_message(record), pytrace=False)
+        pytest.fail(failure_message(record, accept=_accept_command(item.config, session, fixture.nodeid)),
+                    pytrace=False)
     if fixture.settings.strict and verdict in ("new", "inconclusive"):
         reason = f"energy verdict {verdict!r} fails under --energy-strict"
-        pytest.fail(failure_message(record, strict_reason=reason), pytrace=False)
+        pytest.fail(failure_message(record, strict_reason=reason,
+                                    accept=_accept_command(item.config, session, fixture.nodeid)), pytrace=False)
     return result
+
+
+def _accept_command(config: pytest.Config, session: EnergySession, nodeid: str) -> str:
+    """The command that records this test's run as its baseline (as syrupy's --snapshot-update hint)."""
+    words = ["pytest", shlex.quote(nodeid), f"--energy-gpu={session.gpu_key}"]
+    if config.getoption("energy_baselines") is not None:
+        words.append(f"--energy-baselines={shlex.quote(session.options['baselines'])}")
+    return " ".join([*words, "--energy-update-baselines"])
 
 
 def _wants_traceback(config: pytest.Config) -> bool:
@@ -331,6 +359,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The controller of a serial run learns which tests this run covers (xdist: ControllerHooks below)."""
+    energy_session = session.config.stash.get(SESSION_KEY, None)
+    if energy_session is not None and energy_session.is_controller and not _is_worker(session.config):
+        energy_session.collected = [xdist_support.plain_nodeid(item) for item in session.items]
+        energy_session.whole_run = whole_run(session.config)
+
+
+# Options that pick a subset of the collected tests: a run with any of them does not cover whole test files.
+SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "failedfirst", "stepwise", "last_failed_no_failures")
+
+
+def whole_run(config: pytest.Config) -> bool:
+    """Whether this run covers whole test files: no -k, -m, --deselect, --lf or node ids on the command line."""
+    if any("::" in str(argument) for argument in config.args):
+        return False
+    return not any(getattr(config.option, name, None) not in (None, "", False, [], "all")
+                   for name in SELECTING_OPTIONS)
+
+
 class ControllerHooks:
     """Hooks of the process that reports: it hears of every test, whichever process ran it."""
 
@@ -339,8 +387,16 @@ class ControllerHooks:
         self.assignment = assignment  # which worker measures which GPU, under xdist on GPUs
         self._test_ids: dict[str, str] = {}  # report node id -> the record's (xdist may add "@group")
         self.plots: list[Path] = []  # PNG files written at the end (--energy-plots)
+        self.progress_dir: Path | None = None  # under xdist: where workers leave their progress lines
 
+    @pytest.hookimpl(trylast=True)  # after pytest has written the test's own result
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.session.progress.relay(self.progress_dir)
+        if report.when == "teardown":
+            self.session.progress.clear()
+        self._collect(report)
+
+    def _collect(self, report: pytest.TestReport) -> None:
         record = getattr(report, "energy_record", None)
         if record is not None:
             self._test_ids[report.nodeid] = record["nodeid"]
@@ -349,6 +405,14 @@ class ControllerHooks:
             self.session.collect(nodeid, record, "passed" if report.passed else report.outcome)
         elif report.failed:  # an error in setup or teardown: the test's result is not recorded
             self.session.collect(nodeid, None, "error")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: each worker tells it what it collected."""
+        seen = set(self.session.collected)
+        self.session.collected += [xdist_support.strip_group(nodeid, node.config) for nodeid in ids
+                                   if xdist_support.strip_group(nodeid, node.config) not in seen]
+        self.session.whole_run = whole_run(node.config)
 
     def pins(self) -> dict[str, str]:
         if self.assignment is None:
@@ -382,6 +446,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     energy_session.close()
     if not energy_session.is_controller:
         return
+    hooks = session.config.pluginmanager.get_plugin("llm-energy-controller")
+    if hooks is not None and hooks.progress_dir is not None:
+        shutil.rmtree(hooks.progress_dir, ignore_errors=True)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     energy_session.interrupted = interrupted
     if energy_session.update and not interrupted:
@@ -400,12 +467,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _unused_lines(tr, session: EnergySession) -> None:
+    """Baseline entries of tests this run did not collect: removed (an update of whole files), or listed."""
+    removed = {nodeid for written in session.written for nodeid in written.removed}
+    unused = [nodeid for nodeid in session.unused_entries() if nodeid not in removed]
+    if removed:
+        tr.write_line(f"baseline entries removed ({len(removed)}), of tests that are gone: "
+                      + ", ".join(sorted(removed)), yellow=True)
+    if unused:
+        why = ("--energy-update-baselines removes them when a run collects their whole files (no -k, -m or "
+               "node ids)" if not session.whole_run or not session.update else "the update did not complete")
+        tr.write_line(f"unused baseline entries ({len(unused)}), of tests this run did not collect: "
+                      + ", ".join(unused) + f"; {why}", yellow=True)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.is_controller:
         return
     records = [session.records[nodeid] for nodeid in sorted(session.records)]
-    if not records and not session.write_error:
+    if not records and not session.write_error and not session.written and not session.unused_entries():
         return
     tr = terminalreporter
     tr.section("energy")
@@ -420,7 +501,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if session.written:
         for written in session.written:
             counts = written_counts({"added": written.added, "updated": written.updated,
-                                     "restarted": written.restarted})
+                                     "restarted": written.restarted, "removed": written.removed})
             tr.write_line(f"baselines written: {written.path} ({counts})", green=True)
         if session.interrupted:
             tr.write_line("interrupted while baselines were written: held until every file was complete",
@@ -429,6 +510,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line("baselines NOT written: the run was interrupted", red=True)
     elif not session.update and any(r["verdict"] in ("new", "improved") for r in records):
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
+    _unused_lines(tr, session)
     hooks = config.pluginmanager.get_plugin("llm-energy-controller")
     if hooks is not None and hooks.pins():
         tr.write_line("one GPU per xdist worker: " + ", ".join(f"{w} {uuid}" for w, uuid in hooks.pins().items()))

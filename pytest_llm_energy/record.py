@@ -55,7 +55,7 @@ def _median_latency(measurements: Sequence[Measurement]) -> dict:
 def build_record(
     *, nodeid: str, measurements: Sequence[Measurement], judgement: Judgement,
     baseline_joules_per_token: float | None, workload: dict | None, backend: dict | None, meter: str,
-    estimated: bool,
+    estimated: bool, notes: Sequence[str] = (), flags: Sequence[str] = (),
 ) -> dict:
     """The JSON object of one test in the report (the contract's fields first)."""
     decision = judgement.decision
@@ -64,8 +64,8 @@ def build_record(
     warmups = [m for m in measurements if m.warmup]
     samples = [m.joules_per_output_token for m in compared]
     summary = summarize(samples)
-    flags = {flag for m in compared for flag in m.flags}
-    notes = {note for m in compared for note in m.notes}
+    flags = {flag for m in compared for flag in m.flags} | set(flags)
+    notes = {note for m in compared for note in m.notes} | set(notes)
     if judgement.other_gpus:
         flags.add("other-gpu")
         notes.add(f"baseline measured on other GPUs ({', '.join(judgement.other_gpus)}): judged with "
@@ -125,7 +125,8 @@ def baseline_entry(record: dict, fingerprint: dict, git_commit: str | None, reco
         "robust_cv": record["robust_cv"],
         "meter": record["meter"],
         "estimated": record["estimated"],
-        "flags": [flag for flag in record["flags"] if flag != "other-gpu"],  # a fact of the comparison, not the data
+        # facts of the comparison, not of the data
+        "flags": [flag for flag in record["flags"] if flag not in ("other-gpu", "workload-changed")],
         "measurement": record["measurement"],
         "workload": record["workload"],
         "backend": record["backend"],

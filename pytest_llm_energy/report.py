@@ -112,11 +112,13 @@ def written_counts(written: Mapping) -> str:
     """'+2 new, 3 updated (1 history restarted)': what an update did to one baseline file."""
     text = f"+{len(written['added'])} new, {len(written['updated'])} updated"
     restarted = len(written.get("restarted") or ())
-    return text + (f" ({restarted} history restarted: stack, workload or energy changed)" if restarted else "")
+    removed = len(written.get("removed") or ())
+    return (text + (f" ({restarted} history restarted: stack, workload or energy changed)" if restarted else "")
+            + (f", {removed} removed" if removed else ""))
 
 
-def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
-    """What a failing test prints: the numbers that failed it, in a small table."""
+def failure_message(record: dict, *, strict_reason: str | None = None, accept: str | None = None) -> str:
+    """What a failing test prints: the numbers that failed it, in a small table, then how to accept them."""
     title = strict_reason or (
         f"energy regressed: J per output token {percent(record.get('delta'))} against the baseline "
         f"(tolerance {record['tolerance']:.0%})"
@@ -139,7 +141,8 @@ def failure_message(record: dict, *, strict_reason: str | None = None) -> str:
     if changes:
         table.append(["stack changes", "; ".join(f"{c['component']} {c['baseline']} -> {c['current']}"
                                                   for c in changes)])
-    return f"{title}\n{record.get('reason', '')}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
+    text = f"{title}\n{record.get('reason', '')}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
+    return text + (f"\nif this change is intended, record it as the new baseline:\n  {accept}" if accept else "")
 
 
 # Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the
@@ -220,8 +223,10 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "duration_s": session.duration_s(),
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
+        "unused_baseline_entries": session.unused_entries(),
         "written": [
-            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted)}
+            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted),
+             "removed": list(w.removed)}
             for w in session.written
         ],
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import fingerprint as stack
 from . import judge
-from .baseline import BaselineEntry, BaselineStore, WriteSummary
+from .baseline import BaselineEntry, BaselineStore, WriteSummary, workload_changed
 from .config import TestSettings
 from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
@@ -53,6 +53,9 @@ class EnergySession:
         self.written: list[WriteSummary] = []
         self.write_error: str | None = None
         self.interrupted = False
+        self.collected: list[str] = []  # the test ids this run collected (the controller's view)
+        self.shared_cpu = 0  # xdist workers sharing the CPU under an estimating meter (0: none)
+        self.whole_run = False  # whether it collected whole test files (no -k, -m or node ids)
         self.started_at = dt.datetime.now(dt.UTC)
         self._clock_start = time.perf_counter()
 
@@ -137,6 +140,18 @@ class EnergySession:
         if not fixture.samples:
             return None
         entry = self.baseline_entry(nodeid)
+        workload = fixture.workload.to_dict() if fixture.workload else None
+        notes, flags = [], []
+        if self.shared_cpu:
+            flags.append("xdist-shared-cpu")
+            notes.append(f"estimated while {self.shared_cpu} xdist workers shared the CPU: inflated; compare only "
+                         "with runs of the same -n")
+        if workload_changed(entry, workload):  # another workload's baseline says nothing about this one
+            notes.append(f"workload changed since the baseline ({Workload.from_dict(entry.data['workload']).label}"
+                         f" -> {fixture.workload.label}): not compared; --energy-update-baselines records it "
+                         "afresh")
+            flags.append("workload-changed")
+            entry = None
         judgement = judge.judge(
             entry, Run.of(fixture.samples, self.meter.device_uuids), tolerance=settings.tolerance,
             confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
@@ -145,9 +160,9 @@ class EnergySession:
         )
         return build_record(
             nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
-            baseline_joules_per_token=entry.joules_per_token if entry else None,
-            workload=fixture.workload.to_dict() if fixture.workload else None,
+            baseline_joules_per_token=entry.joules_per_token if entry else None, workload=workload,
             backend=fixture.backend_description, meter=self.meter.name, estimated=self.meter.estimated,
+            notes=notes, flags=flags,
         )
 
     # -- the controller's end of the run ---------------------------------------------------------------------
@@ -170,15 +185,22 @@ class EnergySession:
             if record.get("outcome") == "passed"
         }
 
+    def unused_entries(self) -> list[str]:
+        """Entries of the collected tests' baseline files that no collected test has (renamed, removed)."""
+        return self.store.unused(self.collected) if self.collected else []
+
     def write_baselines(self) -> None:
         entries = self.entries_to_write()
-        if not entries:
+        # Entries of tests that are gone go when the run collected their whole files (as syrupy removes
+        # unused snapshots); a run of a subset (-k, -m, a node id) only reports them.
+        remove = self.unused_entries() if self.whole_run else []
+        if not entries and not remove:
             return
         # A run that showed the energy changed starts its test's history afresh: the old runs no longer
         # describe the workload (accepting a change, as a snapshot update does).
         changed = frozenset(nodeid for nodeid in entries if self.records[nodeid]["verdict"] in (REGRESSED, IMPROVED))
         try:
-            self.written = self.store.write(entries, keep=self.options["history"], fresh=changed)
+            self.written = self.store.write(entries, keep=self.options["history"], fresh=changed, remove=remove)
         except EnergyError as error:
             self.write_error = str(error)
         except OSError as error:  # a full disk, no permission: said in the summary, never an INTERNALERROR

@@ -32,10 +32,12 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from .errors import EnergyUsageError
+from .progress import CHANNEL_KEY
 
 GPU_INPUT_KEY = "energy_gpu_uuid"  # workerinput key: the UUID of the GPU this worker measures
 GROUP_MARK = "xdist_group"
@@ -137,12 +139,15 @@ def check_worker_count(workers: int, uuids: Sequence[str], gpu_key: str, *, auto
 class XdistHooks:
     """Registered on the controller only when xdist is installed (as pytest-randomly does)."""
 
-    def __init__(self, assignment: GpuAssignment | None) -> None:
+    def __init__(self, assignment: GpuAssignment | None, progress_dir: Path | None = None) -> None:
         self.assignment = assignment
+        self.progress_dir = progress_dir
 
     def pytest_configure_node(self, node) -> None:
         if self.assignment is not None:
             node.workerinput[GPU_INPUT_KEY] = self.assignment.assign(node.gateway.id).uuid
+        if self.progress_dir is not None:
+            node.workerinput[CHANNEL_KEY] = str(self.progress_dir)
 
     def pytest_testnodedown(self, node, error) -> None:
         if self.assignment is not None:
@@ -195,3 +200,9 @@ def plain_nodeid(item: pytest.Item) -> str:
     names = _group_names(item) if loadgroup(item.config) else []
     suffix = "@" + "_".join(names)
     return nodeid[: -len(suffix)] if names and nodeid.endswith(suffix) else nodeid
+
+
+def strip_group(nodeid: str, config: pytest.Config) -> str:
+    """A node id a worker reported, without the "@group" suffix loadgroup gives it (the controller has only
+    the id, not the item; as plain_nodeid does for items)."""
+    return nodeid.rsplit("@", 1)[0] if loadgroup(config) and "@" in nodeid else nodeid

@@ -456,7 +456,9 @@ def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytes
     old = {"test_a.py::test_old": entry(9.0)}
     write_baseline(pytester.path / "baselines" / "cpu" / "test_a.json", old)
     with open(pytester.path / "out.txt", "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines"],
+        # -k: a run of a subset, so the other entry of test_a.json is kept, not removed as unused
+        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines", "-k",
+                                    "measured"],
                                    cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not (pytester.path / "writing").exists() and time.monotonic() < deadline:
@@ -468,7 +470,7 @@ def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytes
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     assert "interrupted while baselines were written: held until every file was complete" in text
     folder = pytester.path / "baselines" / "cpu"
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", "test_a.json", "test_b.json"]  # no temporary
+    assert sorted(p.name for p in folder.iterdir()) == ["test_a.json", "test_b.json"]  # no temporary, no lock
     assert set(read_file(folder / "test_a.json")) == {"test_a.py::test_old", "test_a.py::test_measured"}
     assert set(read_file(folder / "test_b.json")) == {"test_b.py::test_measured"}
 
@@ -539,7 +541,8 @@ def test_an_update_replaces_the_file_by_rename_and_keeps_its_permissions(pyteste
     pytester.makepyfile(**{"sub/test_new": MEASURED})
     with open(path, "rb") as reader:  # a reader that opened the file before the update (git, a diff tool)
         inode = os.fstat(reader.fileno()).st_ino
-        pytester.runpytest(*ARGS, "--energy-update-baselines").assert_outcomes(passed=2)
+        # -k: a run of a subset, so the other entry is kept, not removed as unused
+        pytester.runpytest(*ARGS, "--energy-update-baselines", "-k", "measured").assert_outcomes(passed=2)
         assert reader.read() == before  # it still reads the whole old file: a new file took the name
     assert path.stat().st_ino != inode
     assert set(read_file(path)) == {"test_gen.py::test_old", "test_gen.py::test_measured"}

@@ -1,13 +1,14 @@
 """What a run leaves for people: Markdown report, GitHub job summary, JUnit properties, pytest-benchmark's
 extra_info, and the progress line of long tests."""
 
+import io
 import json
 import types
 from xml.etree import ElementTree
 
 import pytest
 
-from pytest_llm_energy import plugin
+from pytest_llm_energy import progress
 from pytest_llm_energy.report import DETAILS_AFTER_ROWS, markdown
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=3", "--energy-min-window=0.05", "-p", "no:cacheprovider")
@@ -195,17 +196,17 @@ def test_benchmark_json_carries_the_energy_result(pytester):
 # --- the progress line ------------------------------------------------------------------------------------
 
 PROGRESS_CONFTEST = """
-import pytest_llm_energy.plugin
-pytest_llm_energy.plugin.PROGRESS_AFTER_S = 0.0  # every trial, not only those of tests longer than 2 s
+import pytest_llm_energy.progress
+pytest_llm_energy.progress.PROGRESS_AFTER_S = 0.0  # every trial, not only those of tests longer than 2 s
 """
 
 
-def test_progress_lines_reach_the_terminal_past_capture_and_not_under_q(suite):
+def test_progress_lines_reach_the_terminal_past_capture_with_v_and_not_under_q(suite):
     suite.makeconftest(PROGRESS_CONFTEST)
     (suite.path / "test_gen.py").write_text(
         TWO_TESTS.replace("def burn():", "def burn():\n    print('from the test')")
     )
-    result = suite.runpytest_subprocess(*ARGS, "-p", "no:randomly", "-rP")
+    result = suite.runpytest_subprocess(*ARGS, "-p", "no:randomly", "-rP", "-v")
     result.assert_outcomes(passed=3)
     out = result.stdout.str()
     result.stdout.re_match_lines(
@@ -222,28 +223,71 @@ def test_progress_lines_reach_the_terminal_past_capture_and_not_under_q(suite):
     assert "[energy]" not in quiet.stdout.str()
 
 
+def test_progress_leaves_pytests_row_of_dots_intact(suite):
+    # In a log (not a terminal) dot mode shows no progress: the row of dots stays one line, the file named once
+    suite.makeconftest(PROGRESS_CONFTEST)
+    result = suite.runpytest_subprocess(*ARGS)
+    result.assert_outcomes(passed=3)
+    rows = [line for line in result.stdout.lines if line.startswith("test_gen.py .")]
+    assert len(rows) == 1 and rows[0].startswith("test_gen.py ...") and "[energy]" not in result.stdout.str()
+
+
+def test_progress_under_xdist_comes_from_the_workers(suite):
+    suite.makeconftest(PROGRESS_CONFTEST)
+    result = suite.runpytest_subprocess(*ARGS, "-n", "2", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines([r"\s*\[gw\d\]  \[energy\] test_gen.py::test_\w+ trial \d/3 \(\d+\.\d s\)$"])
+
+
+class FakeTerminal:
+    """pytest's TerminalWriter as the progress line uses it: the current row, and the stream behind it."""
+
+    def __init__(self, row: str) -> None:
+        self._current_line = row
+        self.fullwidth = 80
+        self._file = io.StringIO()
+
+
+def test_on_a_terminal_dot_mode_gets_a_transient_line_under_the_row(monkeypatch):
+    writer = FakeTerminal("test_gen.py ..")
+    reporter = types.SimpleNamespace(isatty=True, _tw=writer, flush=lambda: None, write_line=None)
+    plugins = {"terminalreporter": reporter, "capturemanager": None}
+    config = types.SimpleNamespace(pluginmanager=types.SimpleNamespace(get_plugin=plugins.get),
+                                   get_verbosity=lambda: 0)
+    monkeypatch.setattr(progress, "PROGRESS_AFTER_S", 0.0)
+    line = progress.ProgressLine(config)
+    line.start("t.py::test_a")
+    line("t.py::test_a trial 1/5")
+    shown = writer._file.getvalue()
+    # a line of its own under the row, then back up to the end of the row, where pytest goes on writing
+    assert shown.startswith("\n" + progress.ERASE_LINE + "  [energy] t.py::test_a trial 1/5")
+    assert shown.endswith(progress.UP + "\rtest_gen.py ..")
+    line.clear()
+    assert writer._file.getvalue()[len(shown):] == f"\n{progress.ERASE_LINE}{progress.UP}\rtest_gen.py .."
+
+
 def test_one_progress_writer_follows_the_current_test(monkeypatch):
     lines = []
     reporter = types.SimpleNamespace(write_line=lines.append, flush=lambda: None)
     plugins = {"terminalreporter": reporter, "capturemanager": None}
-    verbosity = [0]
+    verbosity = [1]
     config = types.SimpleNamespace(
         pluginmanager=types.SimpleNamespace(get_plugin=plugins.get), get_verbosity=lambda: verbosity[0]
     )
-    monkeypatch.setattr(plugin, "PROGRESS_AFTER_S", 0.0)
-    progress = plugin.ProgressLine(config)
-    runner_keeps = progress  # the workload runner is built once and keeps this object
-    progress.start("t.py::test_a")
+    monkeypatch.setattr(progress, "PROGRESS_AFTER_S", 0.0)
+    line = progress.ProgressLine(config)
+    runner_keeps = line  # the workload runner is built once and keeps this object
+    line.start("t.py::test_a")
     runner_keeps("t.py::test_a warm-up 1/1")
-    progress.start("t.py::test_b")
+    line.start("t.py::test_b")
     runner_keeps("t.py::test_b trial 1/5")
     verbosity[0] = -1
     runner_keeps("t.py::test_b trial 2/5")
-    assert [line.split(" (")[0] for line in lines] == [
+    assert [text.split(" (")[0] for text in lines] == [
         "  [energy] t.py::test_a warm-up 1/1",
         "  [energy] t.py::test_b trial 1/5",
     ]
-    monkeypatch.setattr(plugin, "PROGRESS_AFTER_S", 2.0)
-    verbosity[0] = 0
+    monkeypatch.setattr(progress, "PROGRESS_AFTER_S", 2.0)
+    verbosity[0] = 1
     runner_keeps("t.py::test_b trial 3/5")  # a quick test stays quiet
     assert len(lines) == 2

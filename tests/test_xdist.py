@@ -128,15 +128,15 @@ def group_of(request):
     return mark and (mark.args[0] if mark.args else mark.kwargs["name"])
 
 @pytest.mark.parametrize("n", range(2))
-@pytest.mark.energy(model="model-a")
+@pytest.mark.energy(model="tiny-llama")  # grouped by model; the tests only measure
 def test_a(energy, request, n):
-    assert group_of(request) == "model-a"
+    assert group_of(request) == "tiny-llama"
     with energy.measure() as m:
         sum(i * i for i in range(50000))
         m.output_tokens = 10
 
 @pytest.mark.xdist_group("mine")
-@pytest.mark.energy(model="model-a")
+@pytest.mark.energy(model="tiny-llama")
 def test_own_group(energy, request):
     assert group_of(request) == "mine"
     with energy.measure() as m:
@@ -203,6 +203,11 @@ def test_two_workers_on_cpu_pin_nothing_and_merge_every_result(pytester, monkeyp
     # the job summary is written once, by the controller, with every worker's results
     summary = (pytester.path / "summary.md").read_text()
     assert summary.count("## Energy report") == 1 and "8 tests: 8 new." in summary
+    # the CPU-time estimate under two workers says plainly that it is inflated, in the header and each record
+    result.stdout.fnmatch_lines(["energy: ESTIMATES INFLATED: 2 xdist workers share the CPU*"])
+    assert all("xdist-shared-cpu" in r["flags"] for r in results.values())
+    # and the controller knew what the workers collected: no entry is reported unused
+    assert "unused baseline entries" not in result.stdout.str() and document["unused_baseline_entries"] == []
 
 
 def grouped_item(nodeid, groups, loadgroup=True):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import EnergyUsageError
-from ..gpus import CPU_KEY, key_for_name
+from ..gpus import CPU_KEY, GPU_AUTO, GPU_KINDS, key_for_name
 from .base import Meter
 from .cpu import DEFAULT_WATTS_PER_CORE, CpuTimeMeter, RaplMeter, rapl_domains
 
@@ -42,8 +44,13 @@ def resolve_gpu_key(requested: str) -> str:
     """Check `--energy-gpu` against this machine before any test runs; returns the key in force."""
     if requested == CPU_KEY:
         return CPU_KEY
+    known = (GPU_AUTO, CPU_KEY, *(kind.key for kind in GPU_KINDS))
+    close = difflib.get_close_matches(requested, known, n=1, cutoff=0.75)
+    if requested not in known and close:  # a typo of a known key, not an unlisted GPU's own key
+        raise EnergyUsageError(f"--energy-gpu={requested}: unknown GPU key; did you mean {close[0]!r}? "
+                               f"(keys: {', '.join(known)}; an unlisted GPU's key is derived from its name)")
     detected, names = detect_gpu_key()
-    if requested == "auto":
+    if requested == GPU_AUTO:
         return detected
     if not names:
         raise EnergyUsageError(

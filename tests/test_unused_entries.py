@@ -1,0 +1,86 @@
+"""Baseline entries of tests that are gone are reported, and removed by an update of their whole files; a test
+whose workload changed under the same id is not compared with the old workload's baseline.
+
+Run as a user runs pytest (pytester), as syrupy treats unused snapshots.
+"""
+
+import json
+
+MEASURED = """
+import time
+
+def burn():
+    deadline = time.process_time() + 0.01
+    while time.process_time() < deadline:
+        pass
+
+def test_{a}(energy):
+    energy(burn, output_tokens=8)
+
+def test_{b}(energy):
+    energy(burn, output_tokens=8)
+"""
+
+ARGS = ("--energy-gpu=cpu", "--energy-trials=2", "--energy-min-window=0.05", "-p", "no:cacheprovider")
+
+
+def entries(pytester) -> set[str]:
+    return set(json.loads((pytester.path / "baselines/cpu/test_gen.json").read_text())["entries"])
+
+
+def renamed(pytester):
+    pytester.makepyfile(test_gen=MEASURED.format(a="kept", b="old_name"))
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines").ret == 0
+    pytester.makepyfile(test_gen=MEASURED.format(a="kept", b="new_name"))
+    return pytester
+
+
+def test_an_entry_of_a_renamed_test_is_reported_and_left_alone_without_an_update(pytester):
+    renamed(pytester)
+    before = (pytester.path / "baselines/cpu/test_gen.json").read_bytes()
+    result = pytester.runpytest(*ARGS, "--energy-json=r.json")
+    result.stdout.fnmatch_lines(["*unused baseline entries (1), of tests this run did not collect: "
+                                 "test_gen.py::test_old_name; --energy-update-baselines removes them*"])
+    assert json.loads((pytester.path / "r.json").read_text())["unused_baseline_entries"] == [
+        "test_gen.py::test_old_name"]
+    assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
+
+
+def test_an_update_of_the_whole_file_removes_it(pytester):
+    renamed(pytester)
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    result.stdout.fnmatch_lines(["*baselines written: *test_gen.json (+1 new, 1 updated, 1 removed)*",
+                                 "*baseline entries removed (1), of tests that are gone: test_gen.py::test_old_name*"])
+    assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_new_name"}
+
+
+def test_an_update_of_a_subset_keeps_it(pytester):
+    renamed(pytester)
+    for subset in (("-k", "kept"), ("test_gen.py::test_kept",)):
+        result = pytester.runpytest(*ARGS, "--energy-update-baselines", *subset)
+        result.stdout.fnmatch_lines(["*unused baseline entries (1)*test_gen.py::test_old_name*"])
+        assert "test_gen.py::test_old_name" in entries(pytester)
+
+
+WORKLOAD = """
+from pytest_llm_energy import Workload
+
+def test_bin(energy):
+    energy.run(Workload(input_tokens={tokens}, output_tokens=4, batch_size=1))
+"""
+
+
+def test_a_changed_workload_is_not_compared_and_starts_afresh_on_update(pytester):
+    pytester.makepyfile(test_gen=WORKLOAD.format(tokens=8))
+    assert pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").ret == 0
+    pytester.makepyfile(test_gen=WORKLOAD.format(tokens=16))
+    result = pytester.runpytest_subprocess(*ARGS, "--energy-json=r.json")
+    assert result.ret == 0
+    (record,) = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert record["verdict"] == "new" and record["baseline_joules_per_token"] is None
+    assert "workload-changed" in record["flags"]
+    assert any("workload changed since the baseline (in8-out4-b1-greedy -> in16-out4-b1-greedy)" in note
+               for note in record["notes"])
+    pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").stdout.fnmatch_lines(["*1 history restarted*"])
+    (entry,) = json.loads((pytester.path / "baselines/cpu/test_gen.json").read_text())["entries"].values()
+    assert len(entry["runs"]) == 1 and entry["workload"]["input_tokens"] == 16
