@@ -4,6 +4,7 @@ To add a subcommand, write `configure(parser)` and `run(args) -> int` and regist
 `@subcommand("name", help=..., configure=...)`. A subcommand reads its input, computes with the module that
 owns the step, and prints what `views` renders; every one takes `--format terminal|markdown|json` (`--json`
 for short). Bad input of any kind (an EnergyError) prints one line `llm-energy: error: ...` and exits 2.
+`llm-energy --version` prints the plugin's version.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import views
+from . import __version__, views
 from .errors import EnergyError, EnergyUsageError
-from .files import dumps
+from .files import display_path, dumps
 
 PROG = "llm-energy"
 
@@ -341,6 +342,86 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- plots of a report and the history of recorded runs (drawn by plots.py) ------------------------------
+
+
+def _configure_plots(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("report", metavar="REPORT", help="a JSON report written by pytest --energy-json=REPORT")
+    parser.add_argument("--out", metavar="DIR", help="folder for the PNG files (default: plots beside REPORT)")
+    _add_format(parser)
+
+
+@subcommand(
+    "plots",
+    help="draw the PNG plots of a JSON report, as pytest --energy-plots draws them",
+    configure=_configure_plots,
+)
+def plots_command(args: argparse.Namespace) -> int:
+    from .plots import require_matplotlib, write_plots
+    from .results import read_report_document
+
+    require_matplotlib(f"{PROG} plots")
+    report = Path(args.report)
+    document = read_report_document(report)
+    folder = Path(args.out) if args.out else report.parent / "plots"
+    try:
+        written = write_plots(document, folder)
+    except OSError as error:
+        raise EnergyUsageError(f"{folder}: cannot write the plots there ({error.strerror or error}); "
+                               "give another folder with --out") from None
+    print(views.render_written_plots(display_path(report), display_path(folder), written, args.format), end="")
+    return 0
+
+
+def _png_path(text: str) -> Path:
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a .png file name")
+    return Path(text)
+
+
+def _configure_history(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default="baselines",
+        metavar="PATH",
+        help="a baselines folder, one GPU folder, or one file (default: baselines)",
+    )
+    parser.add_argument("--test", metavar="SUBSTRING", help="only tests whose id contains SUBSTRING")
+    parser.add_argument("--plot", type=_png_path, metavar="FILE.png",
+                        help="also draw each test's runs, relative to its first run, into FILE.png")
+    _add_format(parser)
+
+
+@subcommand(
+    "history",
+    help="each test's recorded runs over time, a table per GPU key (and a plot)",
+    configure=_configure_history,
+)
+def history_command(args: argparse.Namespace) -> int:
+    from .baseline import read_set
+    from .history import histories
+
+    baselines = read_set(args.path)
+    found = histories(baselines, args.test)
+    plot = None
+    if args.plot is not None:
+        from .plots import write_history_plot
+
+        if not found:
+            raise EnergyUsageError(f"{baselines.label}: no recorded runs"
+                                   + (f" of tests matching {args.test!r}" if args.test else "")
+                                   + "; nothing to plot")
+        try:
+            write_history_plot(found, args.plot, baselines.label)
+        except OSError as error:
+            raise EnergyUsageError(f"{args.plot}: cannot write the plot ({error.strerror or error}); "
+                                   "give another --plot path") from None
+        plot = display_path(args.plot)
+    print(views.render_history(baselines.label, found, args.format, test=args.test, plot=plot), end="")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------------------
 
 
@@ -348,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Energy of LLM inference workloads: bin traces, estimate, compare, advise."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in SUBCOMMANDS.values():
         sub = commands.add_parser(command.name, help=command.help, description=command.help)

@@ -1,9 +1,10 @@
-"""Plots of a run, as PNG files: J per output token per bin (heatmaps), and each test against its baseline.
+"""Plots as PNG files: J per output token per bin (heatmaps), each test against its baseline, and each test's
+recorded runs over time (`llm-energy history --plot`).
 
 matplotlib is the optional extra `plots` (`pip install 'pytest-llm-energy[plots]'`). It is imported only
 when plots are written, and used through its object API on the Agg canvas: no pyplot, no window, and no
 change to the backend of the process the tests run in. What is drawn is worked out first, as plain values
-(`heatmaps`, `comparison_bars`), so that the drawing functions only draw.
+(`heatmaps`, `comparison_bars`, `history.History`), so that the drawing functions only draw.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EnergyUsageError
+from .history import History
 from .results import read_report
 
 INSTALL_HINT = "pip install 'pytest-llm-energy[plots]'"
@@ -23,14 +25,15 @@ BARS_PER_FIGURE = 40  # more tests go to further files: a taller image stops bei
 VERDICT_COLOURS = {"regressed": "#d62728", "improved": "#2ca02c", "inconclusive": "#ff7f0e"}
 CURRENT_COLOUR = "#1f77b4"
 BASELINE_COLOUR = "#b0b0b0"
+COLOURS_PER_CYCLE = 10  # matplotlib's default colour cycle
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def require_matplotlib() -> None:
-    """Fail before any test runs when plots are asked for and matplotlib is missing."""
+def require_matplotlib(asked_by: str = "--energy-plots") -> None:
+    """Fail before any work when plots are asked for (by the option or command `asked_by`) and matplotlib
+    is missing."""
     if importlib.util.find_spec("matplotlib") is None:
-        raise EnergyUsageError(
-            f"--energy-plots needs matplotlib, which is not installed here: {INSTALL_HINT}"
-        )
+        raise EnergyUsageError(f"{asked_by} needs matplotlib, which is not installed here: {INSTALL_HINT}")
 
 
 def _slug(text: str) -> str:
@@ -213,3 +216,36 @@ def write_plots(document: Mapping, folder: Path) -> list[Path]:
         )
         written.append(draw_bars(page, folder / name, title))
     return written
+
+
+def draw_history(histories: Sequence[History], path: Path, title: str) -> Path:
+    """One line per test: each recorded run's median J/token relative to the test's first run."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    figure = _figure(11, 4.5 + 0.18 * len(histories))
+    axes = figure.subplots()
+    several_gpus = len({history.gpu for history in histories}) > 1  # the same test on two GPU keys: say which
+    for number, history in enumerate(histories):
+        label = _label(f"{history.gpu}: {history.nodeid}" if several_gpus else history.nodeid)
+        changes = [100 * (relative - 1) for relative in history.relative()]
+        style = LINE_STYLES[number // COLOURS_PER_CYCLE % len(LINE_STYLES)]  # past ten tests colours repeat
+        axes.plot([recorded.number for recorded in history.runs], changes, marker="o", markersize=4,
+                  linewidth=1.2, linestyle=style, label=label)
+    axes.axhline(0, color=BASELINE_COLOUR, linewidth=1, zorder=0)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # runs are counted, not measured
+    axes.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    axes.set_xlabel("recorded run (1 = the oldest the baseline keeps)")
+    axes.set_ylabel("median J per output token,\nchange against the first run")
+    axes.set_title(title, fontsize=9)
+    if histories:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)  # never on the lines
+    figure.savefig(path, dpi=100, format="png")
+    return path
+
+
+def write_history_plot(histories: Sequence[History], path: Path, source: str) -> Path:
+    """The history plot of these tests, written to `path` (its folder is made if missing)."""
+    require_matplotlib("llm-energy history --plot")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs = sum(len(history.runs) for history in histories)
+    return draw_history(histories, path, f"Recorded runs in {source}: {len(histories)} tests, {runs} runs")

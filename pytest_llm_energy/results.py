@@ -234,6 +234,23 @@ def read_report(path: Path, data: Mapping | None = None) -> ResultSet:
     return _collect(pairs, str(path), _meter_label(data.get("meter"), data.get("estimated")))
 
 
+def read_report_document(path: Path) -> dict:
+    """The whole document of a JSON report (`pytest --energy-json=PATH`), checked as `read_report` checks it."""
+    path = Path(path)
+    fix = "give the file written by pytest --energy-json=PATH"
+    if not path.is_file():
+        raise EnergyUsageError(f"{path}: no such report file; {fix}")
+    data = read_json(path, error=EnergyUsageError, fix=fix)
+    schema = data.get("schema") if isinstance(data, Mapping) else None
+    if schema == baseline.SCHEMA:
+        raise EnergyUsageError(f"{path}: a baseline file, not a report; {fix} (llm-energy history draws "
+                               "the runs of baselines)")
+    if schema != REPORT_SCHEMA:
+        raise EnergyUsageError(f'{path}: not a pytest-llm-energy report ("schema" is {schema!r}); {fix}')
+    read_report(path, data=data)
+    return data
+
+
 def read_baselines(path: Path) -> ResultSet:
     """A baselines root (`baselines/`), one GPU folder (`baselines/h100/`) or one baseline file."""
     found = baseline.read_set(path, label=str(path))

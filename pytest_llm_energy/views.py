@@ -16,7 +16,8 @@ from .baseline import BaselineSet
 from .binning import BinTable, TraceBin
 from .diff import BaselineDiff, EntryDiff, GpuDiff
 from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
-from .files import dumps
+from .files import display_path, dumps
+from .history import History
 from .report import (
     ATTENTION,
     count_text,
@@ -136,6 +137,13 @@ def render_json(diff: BaselineDiff) -> str:
 SHOW_COLUMNS = ("test", "J/token", "trials", "robust CV", "meter", "recorded", "commit")
 
 
+def short_commit(commit) -> str:
+    """A commit as a reader finds it in `git log`: 12 hex digits, and whether the tree was dirty."""
+    if not isinstance(commit, str) or not commit:
+        return "-"
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def entry_rows(baselines: BaselineSet, gpu: str) -> list[list[str]]:
     rows = []
     for (entry_gpu, nodeid), entry in sorted(baselines.entries.items()):
@@ -144,8 +152,6 @@ def entry_rows(baselines: BaselineSet, gpu: str) -> list[list[str]]:
         data = entry.data
         cv = data.get("robust_cv")
         meter = str(data.get("meter") or "-") + (" (estimated)" if data.get("estimated") else "")
-        commit = str(data.get("git_commit") or "-")
-        short_commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
         spread = f"{cv:.1%}" if isinstance(cv, (int, float)) and math.isfinite(cv) else "-"
         rows.append(
             [
@@ -155,7 +161,7 @@ def entry_rows(baselines: BaselineSet, gpu: str) -> list[list[str]]:
                 spread,
                 meter,
                 str(data.get("recorded_at") or "-"),
-                short_commit,
+                short_commit(data.get("git_commit")),
             ]
         )
     return rows
@@ -190,6 +196,85 @@ def render_entries(baselines: BaselineSet, fmt: str = "terminal") -> str:
     if not baselines.entries:
         lines.append("no baseline entries")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --- recorded runs over time, for `llm-energy history` ------------------------------------------------------
+
+HISTORY_COLUMNS = ("test", "run", "recorded", "J/token", "vs first run", "trials", "spread", "GPU", "commit")
+
+
+def short_gpu(uuid: str) -> str:
+    """'GPU-0a43807b' of 'GPU-0a43807b-5892-18fa-...': enough to tell a team's cards apart."""
+    return "-".join(uuid.split("-")[:2])
+
+
+def history_rows(histories: Sequence[History]) -> list[list[str]]:
+    rows = []
+    for history in histories:
+        for recorded in history.runs:
+            run = recorded.run
+            rows.append([
+                history.nodeid,
+                str(recorded.number),
+                run.recorded_at or "-",
+                joules(run.median),
+                percent(history.change(recorded)),
+                str(run.trials),
+                f"{run.spread:.1%}" if run.trials > 1 else "-",  # one trial has no spread to show
+                ", ".join(short_gpu(uuid) for uuid in sorted(run.gpus)) or "-",
+                short_commit(recorded.git_commit),
+            ])
+    return rows
+
+
+def _runs_text(histories: Sequence[History]) -> str:
+    runs = sum(len(history.runs) for history in histories)
+    return f"{len(histories)} test{'' if len(histories) == 1 else 's'}, {runs} recorded run{'' if runs == 1 else 's'}"
+
+
+def render_history(label: str, histories: Sequence[History], fmt: str = "terminal", *,
+                   test: str | None = None, plot: str | None = None) -> str:
+    """Each test's recorded runs, one table per GPU key; `test` and `plot` are what the command was given."""
+    if fmt == "json":
+        gpus: dict[str, dict] = {}
+        for history in histories:
+            gpus.setdefault(history.gpu, {})[history.nodeid] = history.to_dict()
+        return dumps({"source": label, "test": test, "gpus": gpus, "plot": plot})
+    markdown = fmt == "markdown"
+    code = (lambda text: f"`{markdown_cell(text)}`") if markdown else repr
+    matching = f" (tests matching {code(test)})" if test else ""
+    if markdown:
+        lines = [f"## Energy history in {code(label)}", "",
+                 f"{_runs_text(histories)}{matching}; each run's change is against its test's first recorded run."]
+    else:
+        lines = [f"{label}: {_runs_text(histories)}{matching}"]
+    for gpu in dict.fromkeys(history.gpu for history in histories):
+        shown = [history for history in histories if history.gpu == gpu]
+        rows = table(history_rows(shown), HISTORY_COLUMNS, fmt)
+        lines += ["", f"### {markdown_cell(gpu)}", "", rows] if markdown else ["", f"{gpu}: {_runs_text(shown)}", rows]
+    if not histories:
+        lines += ["", f"No baseline entries{matching}." if markdown else f"no baseline entries{matching}"]
+    if plot:
+        lines += ["", f"Plot: {code(plot)}." if markdown else f"plot: {plot}"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- plots of a report, for `llm-energy plots` -------------------------------------------------------------
+
+
+def render_written_plots(report: str, folder: str, written: Sequence, fmt: str = "terminal") -> str:
+    """The PNG files drawn from a report: one line each, then how many and where."""
+    paths = [display_path(path) for path in written]
+    if fmt == "json":
+        return dumps({"report": report, "folder": folder, "files": paths})
+    markdown = fmt == "markdown"
+    code = (lambda text: f"`{markdown_cell(text)}`") if markdown else str
+    count = f"{len(paths)} PNG file{'' if len(paths) == 1 else 's'} in {code(folder)}"
+    if not paths:
+        count += f" ({code(report)} holds no measured test)"
+    if markdown:
+        return "\n".join([f"- {code(path)}" for path in paths] + ["", count + "."]).lstrip() + "\n"
+    return "\n".join([*paths, count]) + "\n"
 
 
 # --- bins, estimate, advise ----------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_estimate_with_delta(capsys, tmp_path, trace):
     assert "2 (16.67%) are longer than the largest bins" in out
     assert "meter: nvml (measured)" in out
     assert "FLOPs ideal: not computed (no model config for no-such-model" in out
-    assert "B vs A: this change costs +5.4%" in out
+    assert "B vs A: this change costs 5.4% more" in out
 
 
 def test_estimate_json_with_ideal(capsys, tmp_path, trace):

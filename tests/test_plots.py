@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from pytest_llm_energy.backends.base import BackendOptions
 from pytest_llm_energy.errors import EnergyUsageError
 from pytest_llm_energy.plots import comparison_bars, heatmaps, require_matplotlib, write_plots
 from pytest_llm_energy.report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
@@ -138,3 +139,26 @@ def test_the_option_without_matplotlib_stops_before_any_test(pytester, monkeypat
     result.stderr.fnmatch_lines(["*--energy-plots needs matplotlib, which is not installed here*"])
     pytester.makeini("[pytest]\nenergy_plots = plots\n")  # the ini key comes with the option
     assert pytester.runpytest(*ARGS).ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param("inf", id="as-written-now"),
+        pytest.param(None, id="null-of-older-reports"),
+        pytest.param(float("inf"), id="a-document-in-memory"),
+    ],
+)
+def test_a_heatmap_title_leaves_out_options_at_their_defaults(stored):
+    options = BackendOptions(device="cpu").to_dict() | {"request_rate": stored}
+    record = dict(run_record(128, 32, 1, 0.4), backend={**BACKEND, "options": options})
+    (heatmap,) = heatmaps(document([record]))
+    assert heatmap.title.splitlines()[0] == "hf/tiny-llama/bf16+device=cpu"
+    assert heatmap.file_name == "bins-hf-tiny-llama-bf16-device-cpu-b1-greedy.png"
+
+
+def test_a_heatmap_title_names_an_option_set_away_from_its_default():
+    options = BackendOptions(device="cpu", request_rate=3.0, compile=True).to_dict()
+    record = dict(run_record(128, 32, 1, 0.4), backend={**BACKEND, "options": options})
+    (heatmap,) = heatmaps(document([record]))
+    assert heatmap.title.splitlines()[0] == "hf/tiny-llama/bf16+compile+device=cpu+request_rate=3"
