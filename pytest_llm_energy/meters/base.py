@@ -44,6 +44,8 @@ class Meter(ABC):
     min_window_s: float = 1.0
     # The devices it sums (GPUs, each with .index, .uuid and .name); none for meters of the host.
     devices: tuple = ()
+    # Counts only this process tree (CPU time): an A/B controller cannot read an arm's work, the arm reads it.
+    process_local: bool = False
 
     @abstractmethod
     def begin(self) -> Any:

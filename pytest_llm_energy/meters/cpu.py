@@ -129,6 +129,7 @@ class CpuTimeMeter(Meter):
     name = "cpu-time"
     estimated = True
     min_window_s = CPU_TIME_MIN_WINDOW_S
+    process_local = True
 
     def __init__(self, watts_per_core: float = DEFAULT_WATTS_PER_CORE) -> None:
         if not watts_per_core > 0:
