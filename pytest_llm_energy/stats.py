@@ -339,22 +339,28 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     df = _satterthwaite([(between, run_df), (within, trial_df), (np.full_like(variance, card_var), card_df)])
     d = current_median - base_medians.mean(axis=1)
     se = np.sqrt(variance)
+    band = math.log1p(tolerance)
+    q, low, high, p_value, verdict = _judge(d, se, df, band, confidence)
+    own_between = own_run * (1 + 1 / runs)
+    detectable = _detectable(band, q, variance, within, trial_df, own_between, own_df, between - own_between)
+    return Comparison(d, se, df, low, high, p_value, verdict, detectable, q * se > band, np.sqrt(trial_var),
+                      trial_df, np.sqrt(run_var), run_df, source, math.sqrt(card_var), card_df)
+
+
+def _judge(d: np.ndarray, se: np.ndarray, df: np.ndarray, band: float, confidence: float) -> tuple:
+    """The interval, p-value and verdict (index into VERDICTS) of log ratios `d` with standard errors `se`."""
     alpha = 1 - confidence
     q = student_t.ppf(1 - alpha / 2, df)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_value = np.where(se > 0, 2 * student_t.sf(np.abs(d) / np.where(se > 0, se, 1.0), df),
                            np.where(d != 0, 0.0, 1.0))
-    band = math.log1p(tolerance)
     low, high = d - q * se, d + q * se
     significant = p_value < alpha
     verdict = np.full(d.shape, VERDICTS.index(INCONCLUSIVE))
     verdict[significant & (d > band)] = VERDICTS.index(REGRESSED)
     verdict[significant & (d < -band)] = VERDICTS.index(IMPROVED)
     verdict[(low >= -band) & (high <= band)] = VERDICTS.index(UNCHANGED)
-    own_between = own_run * (1 + 1 / runs)
-    detectable = _detectable(band, q, variance, within, trial_df, own_between, own_df, between - own_between)
-    return Comparison(d, se, df, low, high, p_value, verdict, detectable, q * se > band, np.sqrt(trial_var),
-                      trial_df, np.sqrt(run_var), run_df, source, math.sqrt(card_var), card_df)
+    return q, low, high, p_value, verdict
 
 
 def _detectable(band: float, q: np.ndarray, variance: np.ndarray, within: np.ndarray, trial_df: int,
@@ -414,11 +420,43 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     d, low, high, p = float(found.d[0]), float(found.low[0]), float(found.high[0]), float(found.p_value[0])
     verdict = VERDICTS[int(found.verdict[0])]
     significant = p < 1 - confidence
+    against = (f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}" if run_to_run
+               else "against the other arm, turn about")
     reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,
-                     tolerance, detectable, len(baseline))
+                     tolerance, detectable, against)
     return Decision(verdict, _ratio(d), _ratio(d) - 1, _ratio(low), _ratio(high), p, significant,
                     detectable, too_noisy, tolerance, confidence, sum(run.trials for run in baseline),
                     current.trials, len(baseline), float(found.df[0]), noise, reason)
+
+
+def compare_paired(reference: Sequence[float], current: Sequence[float], tolerance: float, *,
+                   confidence: float = DEFAULT_CONFIDENCE) -> Decision:
+    """Trials taken turn about, the i-th of each side one pair (A/B): the mean log ratio within pairs.
+
+    A drift of the machine moves both windows of a pair alike and drops out of their ratio, so the interval
+    is the pairs' own scatter, Student's t with n - 1 degrees of freedom; the verdict words and the band are
+    those of `compare`. Both sides need the same number of trials, at least two.
+    """
+    check_settings(tolerance, confidence)
+    a, b = validated(reference, "reference"), validated(current, "current")
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"pairs need as many trials on each side, at least 2: got {len(a)} and {len(b)}")
+    pairs = np.log(b) - np.log(a)
+    n = len(pairs)
+    d, spread = np.array([pairs.mean()]), float(pairs.std(ddof=1))
+    se, df, band = np.array([spread / math.sqrt(n)]), np.array([n - 1.0]), math.log1p(tolerance)
+    q, low, high, p_value, verdict = _judge(d, se, df, band, confidence)
+    variance = se**2
+    detectable = float(_detectable(band, q, variance, variance, n - 1, np.zeros(1), np.zeros(1), np.zeros(1))[0])
+    # Each pair's ratio carries two windows' scatter: one window's is that over the square root of two.
+    noise = Noise(math.expm1(spread / math.sqrt(2)), n - 1, 0.0, 0.0, "none")
+    delta, low_ratio, high_ratio, p = _ratio(float(d[0])) - 1, _ratio(float(low[0])), _ratio(float(high[0])), float(p_value[0])
+    verdict_word = VERDICTS[int(verdict[0])]
+    significant = p < 1 - confidence
+    reason = _reason(verdict_word, delta, (low_ratio, high_ratio), p, confidence, significant, tolerance,
+                     detectable, f"{n} pairs of windows, turn about")
+    return Decision(verdict_word, delta + 1, delta, low_ratio, high_ratio, p, significant, detectable,
+                    bool(q[0] * se[0] > band), tolerance, confidence, n, n, 1, float(df[0]), noise, reason)
 
 
 def decide(baseline: Sequence[float] | None, current: Sequence[float], tolerance: float, *,
@@ -534,12 +572,11 @@ def _new_reason(current: Run, detectable: float, noise: Noise) -> str:
 
 
 def _reason(verdict: str, delta: float, ci: tuple[float, float], p_value: float, confidence: float,
-            significant: bool, tolerance: float, detectable: float, runs: int) -> str:
+            significant: bool, tolerance: float, detectable: float, against: str) -> str:
     level = f"{confidence:.0%}" if round(confidence * 100, 6).is_integer() else f"{confidence:.2%}"
     ci_text = f"{level} CI {_percent(ci[0] - 1)} to {_percent(ci[1] - 1)}"
     test_text = f"p={p_value:.2g}"
     band = f"{1 / (1 + tolerance) - 1:+.2%}..+{tolerance * 100:.3g}%"
-    against = f"against {runs} recorded run{'s' if runs != 1 else ''}"
     if verdict == REGRESSED:
         return f"energy per token rose {delta:.1%} ({ci_text}, {test_text}, {against}), beyond the {band} tolerance"
     if verdict == IMPROVED:

@@ -261,6 +261,34 @@ def test_without_run_to_run_scatter_trials_alone_decide():
     assert paired.significant and paired.ci_high - paired.ci_low < 0.04
 
 
+def test_pairs_taken_turn_about_cancel_a_drift_both_sides_share():
+    # A/B: each window of A next to one of B; the machine drifts 8% over the run, B is 4% above A throughout
+    rng = np.random.default_rng(5)
+    drift = np.linspace(1.0, 1.08, 10)
+    a = drift * np.exp(rng.normal(0, 0.005, 10))
+    b = 1.04 * drift * np.exp(rng.normal(0, 0.005, 10))
+    paired = stats.compare_paired(a, b, 0.02)
+    assert paired.verdict == "regressed" and 1.03 < paired.ratio < 1.05
+    assert paired.df == 9 and paired.noise.run_source == "none" and "10 pairs of windows" in paired.reason
+    assert paired.noise.trial < 0.01  # the drift is not trial noise once paired
+    assert decide(a, b, 0.02, run_to_run=False).verdict == "inconclusive"  # unpaired, the drift swamps it
+
+
+def test_pairs_of_the_same_work_are_unchanged_and_swapping_sides_mirrors_the_interval():
+    a, b = lognormal(10, 0.005, seed=6), lognormal(10, 0.005, seed=7)
+    forward, backward = stats.compare_paired(a, b, 0.02), stats.compare_paired(b, a, 0.02)
+    assert forward.verdict == backward.verdict == "unchanged"
+    assert forward.ci_low * backward.ci_high == pytest.approx(1.0)
+    assert forward.p_value == pytest.approx(backward.p_value)
+
+
+def test_pairs_need_as_many_trials_on_each_side():
+    with pytest.raises(ValueError, match="as many trials on each side, at least 2: got 3 and 2"):
+        stats.compare_paired([1.0, 1.1, 1.2], [1.0, 1.1], 0.05)
+    with pytest.raises(ValueError, match="got 1 and 1"):
+        stats.compare_paired([1.0], [1.0], 0.05)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # detection, adaptive trials, input checks
 
