@@ -89,6 +89,25 @@ def _backend(text) -> str:
     return value
 
 
+def _key_value(text) -> tuple[str, str]:
+    key, equals, value = str(text).partition("=")
+    if not equals or not key.strip() or key.strip() != key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _backend_option(text) -> tuple[str, Any]:
+    """KEY=VALUE of a backend option (a keyword of energy.run), the value parsed as the option's type."""
+    key, value = _key_value(text)
+    parser = _BACKEND_OPTION_KEYWORDS.get(key)
+    if parser is None:
+        raise ValueError(f"unknown backend option {key!r}; known: {', '.join(sorted(_BACKEND_OPTION_KEYWORDS))}")
+    try:
+        return key, parser(value)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
+
+
 def _text(text) -> str:
     value = str(text).strip()
     if not value:
@@ -103,6 +122,7 @@ class Option:
     default: Any
     help: str
     flag: bool = False
+    repeat: bool = False  # given any number of times (ini: separated by whitespace); a tuple of values
 
     @property
     def cli(self) -> str:
@@ -155,6 +175,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("strict", _flag, False, "fail tests whose verdict is new or inconclusive too", flag=True),
     Option("allow_hardware_change", _flag, False,
            "compare with baselines recorded on another GPU model (refused by default)", flag=True),
+    Option("ab", _text, None, "A/B: run the energy tests in two arms turn about on this machine's GPU and judge "
+           "B against A: arm A in this Python interpreter (another environment's bin/python; it needs "
+           "pytest-llm-energy and pytest-xdist), arm B in the current one (default: off)"),
+    Option("ab_env", _key_value, (), "A/B: an environment variable of arm A only, KEY=VALUE (repeatable)",
+           repeat=True),
+    Option("ab_option", _backend_option, (), "A/B: a backend option of arm A's energy.run, KEY=VALUE such as "
+           "compile=true (repeatable)", repeat=True),
     Option("cpu_watts_per_core", _positive_float, 10.0,
            "watts per busy core for the CPU-time estimate where RAPL is unreadable (default: 10)"),
 )
@@ -172,7 +199,11 @@ def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]
             values[option.name] = option.default
             continue
         try:
-            values[option.name] = option.parse(raw)
+            if option.repeat:
+                items = raw.split() if isinstance(raw, str) else raw
+                values[option.name] = tuple(option.parse(item) for item in items)
+            else:
+                values[option.name] = option.parse(raw)
         except ValueError as error:
             raise EnergyUsageError(f"{source}: {error}") from None
     if values["max_trials"] is not None and values["max_trials"] < values["trials"]:

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from . import xdist_support
+from . import ab, xdist_support
 from .config import OPTIONS, check_marker_keywords, marker_help, read_options, test_settings
 from .errors import BaselineError, EnergyError, EnergyUsageError
 from .files import clean_for_json, display_path
 from .fixture import EnergyFixture
 from .gpus import CPU_KEY
-from .meters import resolve_gpu_key
+from .meters import make_meter, resolve_gpu_key
 from .models import resolve_model
 from .progress import ProgressLine
 from .report import (
+    describe_arm_a,
     failure_message,
     header_line,
+    junit_properties,
     run_document,
     terminal_table,
     tests_text,
@@ -48,7 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(option.cli, action="store_const", const=True, default=None, dest=dest,
                             help=option.cli_help)
         else:
-            group.addoption(option.cli, action="store", default=None, dest=dest, help=option.cli_help)
+            group.addoption(option.cli, action="append" if option.repeat else "store", default=None, dest=dest,
+                            help=option.cli_help)
         parser.addini(option.ini, option.help, default=None)
 
 
@@ -100,29 +103,64 @@ def pytest_configure(config: pytest.Config) -> None:
 
             require_matplotlib()
         gpu_key = resolve_gpu_key(options["gpu"])
-        session = EnergySession(options, gpu_key, Path(config.rootpath), is_controller=not _is_worker(config))
-        _check_baselines_folder(config, session)
-        _check_writable(session)
+        session = EnergySession(options, gpu_key, Path(config.rootpath), is_controller=not _is_worker(config),
+                                meter=_arm_meter(config, gpu_key, options))
+        if session.reads_baselines:
+            _check_baselines_folder(config, session)
+            _check_writable(session)
         if options["model"]:
             resolve_model(options["model"])  # a misspelt model stops the run here, not in every test
-        assignment = _plan_gpus(config, session) if session.is_controller else None
+        assignment = None
+        if session.is_controller:
+            assignment = _one_gpu_for_arms(session) if options["ab"] else _plan_gpus(config, session)
     except (EnergyUsageError, BaselineError) as error:
         raise pytest.UsageError(str(error)) from None
     except EnergyError as error:
         raise pytest.UsageError(f"pytest-llm-energy: {error}") from None
     config.stash[SESSION_KEY] = session
     session.progress = ProgressLine(config)
-    workers = (getattr(config, "workerinput", None) or {}).get("workercount", 0)
-    if workers > 1 and session.meter.estimated:
-        session.shared_cpu = workers  # each record says its estimate is inflated
+    workerinput = getattr(config, "workerinput", None) or {}
+    if workerinput.get("workercount", 0) > 1 and session.meter.estimated and not options["ab"]:
+        session.shared_cpu = workerinput["workercount"]  # each record says its estimate is inflated
+    session.ab_arm = workerinput.get(ab.ARM_KEY)
+    session.ab_backend_options = workerinput.get(ab.OPTIONS_KEY) or {}
     if session.is_controller:
         hooks = ControllerHooks(session, assignment)
         config.pluginmanager.register(hooks, "llm-energy-controller")
+        if options["ab"]:
+            ab_hooks = ab.AbHooks(session, config.option.energy_ab_python, options["ab_env"], options["ab_option"])
+            session.ab_arms = ab_hooks.describe()
+            config.pluginmanager.register(ab_hooks, "llm-energy-ab")
         if xdist_support.has_xdist(config):
             if xdist_support.worker_count(config):  # workers leave their progress here for the controller
                 hooks.progress_dir = Path(tempfile.mkdtemp(prefix="llm-energy-progress-"))
             config.pluginmanager.register(xdist_support.XdistHooks(assignment, hooks.progress_dir),
                                           "llm-energy-xdist")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads -n and --tx
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """--energy-ab: the two arms are two xdist workers, every test in both (see ab.py)."""
+    python = config.getoption("energy_ab") or config.getini("energy_ab")
+    if not python or _is_worker(config):  # the arms themselves run their tests, they start no arms
+        return
+    try:
+        config.option.energy_ab_python = ab.arm_a_python(str(python))
+        environment = read_options(lambda name: config.getoption("energy_" + name), config.getini)["ab_env"]
+        ab.configure_xdist(config, config.option.energy_ab_python, environment)
+    except EnergyUsageError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _arm_meter(config: pytest.Config, gpu_key: str, options: dict):
+    """In an A/B arm: the controller's meter, lent window by window; elsewhere None (the session makes one)."""
+    address = (getattr(config, "workerinput", None) or {}).get(ab.ADDRESS_KEY)
+    if not address:
+        return None
+    from .meters.remote import RemoteMeter
+
+    return RemoteMeter(address, config.workerinput[ab.ARM_KEY],
+                       local=lambda: make_meter(gpu_key, watts_per_core=options["cpu_watts_per_core"]))
 
 
 def _plan_gpus(config: pytest.Config, session: EnergySession) -> xdist_support.GpuAssignment | None:
@@ -142,6 +180,16 @@ def _plan_gpus(config: pytest.Config, session: EnergySession) -> xdist_support.G
     return xdist_support.GpuAssignment([d.uuid for d in devices])
 
 
+def _one_gpu_for_arms(session: EnergySession) -> None:
+    """A/B: both arms run on the first visible GPU, and the controller's meter measures that one alone."""
+    devices = list(session.meter.devices)
+    if len(devices) > 1:
+        from .meters.nvml import NvmlMeter
+
+        session.meter.close()
+        session.meter = NvmlMeter(devices=devices[:1])
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
@@ -149,12 +197,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     o = session.options
     mode = "updating" if session.update else "not updating"
     trials = f"{o['trials']}" + (f"..{o['max_trials']}" if o["max_trials"] and o["max_trials"] > o["trials"] else "")
+    against = (f"A/B turn about, arm B (this interpreter) against arm A ({describe_arm_a(session.ab_arms)}); "
+               "no baselines read or written" if session.ab_arms else f"baselines {session.store.folder} ({mode})")
     lines = [
         f"energy: gpu key {session.gpu_key!r}, meter {session.meter.describe()}",
-        f"energy: baselines {session.store.folder} ({mode}), tolerance {o['tolerance']:.0%}, trials {trials}, "
+        f"energy: {against}, tolerance {o['tolerance']:.0%}, trials {trials}, "
         f"warm-up {o['warmup']}, confidence {o['confidence']:.0%}, backend {o['backend']}, "
         f"model {o['model'] or session.default_model}",
     ]
+    if session.ab_arms:  # the two workers are the arms, taking turns: none of the -n caveats below holds
+        return lines
     hooks = config.pluginmanager.get_plugin("llm-energy-controller")
     if hooks is not None and hooks.assignment is not None:
         pins = hooks.assignment.planned(xdist_support.worker_count(config))
@@ -205,7 +257,7 @@ def _check_model(nodeid: str, model: str) -> None:
 def _baseline_problems(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """The baseline files of the collected tests, read before any runs: a broken one is named now."""
     session = config.stash.get(SESSION_KEY, None)
-    if session is None:
+    if session is None or not session.reads_baselines:
         return []
     try:
         session.store.check(xdist_support.plain_nodeid(item) for item in items)
@@ -233,6 +285,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(SESSION_KEY, None)
     if session is not None and isinstance(session.progress, ProgressLine):
         session.progress.start(xdist_support.plain_nodeid(item))
+    if session is not None and session.ab_arm:  # A/B: the device is this arm's from setup (model loading) on
+        session.meter.enter(xdist_support.plain_nodeid(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem):
+    try:
+        return (yield)
+    finally:
+        session = item.config.stash.get(SESSION_KEY, None)
+        if session is not None and session.ab_arm:  # A/B: after teardown the other arm may use the device
+            session.meter.leave(xdist_support.plain_nodeid(item))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -303,8 +367,12 @@ def pytest_runtest_call(item: pytest.Item):
     worker = xdist_support.worker_id(item.config)
     if worker is not None:  # which worker measured it; measurement.devices says which GPU
         record = {**record, "worker": worker}
+    if session.ab_arm:  # A/B: the controller pairs the arms' records and judges them
+        record = {**record, "arm": session.ab_arm, "stack": session.fingerprint(), "memory_gib": ab.held_memory_gib()}
     item.stash[RECORD_KEY] = record
     _attach_properties(item, record)
+    if session.ab_arm:
+        return result  # one arm's half: the controller judges the pair (ab.AbHooks)
     if session.update:
         return result  # recording: verdicts are shown, nothing fails on energy
     if record["refused"]:
@@ -335,11 +403,7 @@ def _wants_traceback(config: pytest.Config) -> bool:
 
 def _attach_properties(item: pytest.Item, record: dict) -> None:
     """JUnit XML properties (they travel with xdist reports), and pytest-benchmark's extra_info."""
-    for key in ("joules_per_token", "baseline_joules_per_token", "delta", "verdict", "ci_low", "ci_high",
-                "detectable", "meter"):
-        value = record.get(key)
-        if value is not None:
-            item.user_properties.append((f"energy_{key}", value))
+    item.user_properties.extend(junit_properties(record))
     benchmark = getattr(item, "funcargs", {}).get("benchmark")
     if benchmark is not None and hasattr(benchmark, "extra_info"):
         benchmark.extra_info["energy"] = {
@@ -362,6 +426,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The controller of a serial run learns which tests this run covers (xdist: ControllerHooks below)."""
     energy_session = session.config.stash.get(SESSION_KEY, None)
+    if energy_session is not None and energy_session.ab_arm:  # A/B: the turns follow both arms' orders
+        energy_session.meter.collected([xdist_support.plain_nodeid(item) for item in session.items])
     if energy_session is not None and energy_session.is_controller and not _is_worker(session.config):
         energy_session.collected = [xdist_support.plain_nodeid(item) for item in session.items]
         energy_session.whole_run = whole_run(session.config)
@@ -398,6 +464,8 @@ class ControllerHooks:
 
     def _collect(self, report: pytest.TestReport) -> None:
         record = getattr(report, "energy_record", None)
+        if record is not None and "arm" in record:  # one arm's half: ab.AbHooks pairs it
+            record = None
         if record is not None:
             self._test_ids[report.nodeid] = record["nodeid"]
         nodeid = self._test_ids.get(report.nodeid, report.nodeid)
@@ -443,12 +511,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     energy_session = session.config.stash.get(SESSION_KEY, None)
     if energy_session is None:
         return
+    if energy_session.ab_arm:  # A/B: this arm's teardown (backends freed) overlaps none of the other's tests
+        energy_session.meter.finish()
     energy_session.close()
     if not energy_session.is_controller:
         return
     hooks = session.config.pluginmanager.get_plugin("llm-energy-controller")
     if hooks is not None and hooks.progress_dir is not None:
         shutil.rmtree(hooks.progress_dir, ignore_errors=True)
+    ab_hooks = session.config.pluginmanager.get_plugin("llm-energy-ab")
+    if ab_hooks is not None:
+        ab_hooks.unpaired()
+        ab_hooks.close()
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     energy_session.interrupted = interrupted
     if energy_session.update and not interrupted:
@@ -491,7 +565,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr = terminalreporter
     tr.section("energy")
     document = {"gpu": session.gpu_key, "meter": session.meter.name, "estimated": session.meter.estimated,
-                "baselines": str(session.store.folder)}
+                "baselines": str(session.store.folder), "mode": "ab" if session.ab_arms else "baseline",
+                "arms": session.ab_arms}
     tr.write_line(header_line(document))
     if session.meter.estimated:
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
@@ -508,6 +583,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                           red=True)
     elif session.update and session.interrupted:
         tr.write_line("baselines NOT written: the run was interrupted", red=True)
+    elif session.ab_arms:
+        tr.write_line("A/B: each test ran in both arms (xdist counts it twice); B judged against A, turn about")
+        held = ab.held_memory_line(records)
+        if held:
+            tr.write_line(held)
     elif not session.update and any(r["verdict"] in ("new", "improved") for r in records):
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
     _unused_lines(tr, session)

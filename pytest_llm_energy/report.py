@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 REPORT_SCHEMA = "pytest-llm-energy/report"
 REPORT_SCHEMA_VERSION = 1
+AB_PAIR = "B against A"  # the arm of an A/B pair's record (ab.py): arm B judged against arm A
 
 COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "notes")
 
@@ -49,7 +50,7 @@ def noise_note(detectable) -> str:
 def notes(record: dict) -> str:
     parts = []
     if record.get("refused"):
-        parts.append("not compared: hardware changed")
+        parts.append("not compared: " + record.get("refused_note", "hardware changed"))
     if record.get("too_noisy"):
         parts.append(noise_note(record.get("detectable")))
     if record.get("verdict") not in ("unchanged", "new"):
@@ -74,8 +75,18 @@ def terminal_table(records: Sequence[dict], tablefmt: str = "simple") -> str:
     return tabulate(rows(records), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
 
 
+def describe_arm_a(arms: dict) -> str:
+    """Arm A in a few words: its interpreter, then the environment and backend options only it has."""
+    arm_a = arms["A"]
+    settings = [f"{key}={value}" for key, value in {**arm_a["env"], **arm_a["options"]}.items()]
+    return ", ".join([display_path(arm_a["python"]), *settings])
+
+
 def header_line(document: dict) -> str:
     meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
+    if document.get("mode") == "ab":
+        return (f"J per output token on {document['gpu']}, meter {meter}, A/B turn about: arm B (this "
+                f"interpreter) against arm A ({describe_arm_a(document['arms'])}); 'baseline' is arm A")
     folder = document.get("baselines_folder") or document["baselines"]
     return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
 
@@ -104,6 +115,8 @@ def noise_text(noise: Mapping | None) -> str:
     """'trials 1.2%, runs 3.0% (prior), cards 5.0%': the spread the verdict used at each level."""
     if not noise:
         return "-"
+    if noise["run_source"] == "none":  # A/B turn about: both arms share every drift of the run
+        return f"trials {noise['trial']:.1%}, runs: none (one run, turn about)"
     text = f"trials {noise['trial']:.1%}, runs {noise['run']:.1%} ({noise['run_source']})"
     return text + (f", cards {noise['card']:.1%}" if noise.get("card") else "")
 
@@ -117,16 +130,27 @@ def written_counts(written: Mapping) -> str:
             + (f", {removed} removed" if removed else ""))
 
 
+def junit_properties(record: Mapping) -> list[tuple[str, object]]:
+    """A record as JUnit XML properties; an A/B arm's half has no verdict of its own (the pair has)."""
+    keys = ("joules_per_token", "baseline_joules_per_token", "delta", "verdict", "ci_low", "ci_high",
+            "detectable", "meter", "arm")
+    if record.get("arm") in ("A", "B"):
+        keys = ("joules_per_token", "meter", "arm")
+    return [(f"energy_{key}", record[key]) for key in keys if record.get(key) is not None]
+
+
 def failure_message(record: dict, *, strict_reason: str | None = None, accept: str | None = None) -> str:
     """What a failing test prints: the numbers that failed it, in a small table, then how to accept them."""
+    ab = record.get("arm") == AB_PAIR
     title = strict_reason or (
-        f"energy regressed: J per output token {percent(record.get('delta'))} against the baseline "
-        f"(tolerance {record['tolerance']:.0%})"
+        f"energy regressed: J per output token {percent(record.get('delta'))} against "
+        f"{'arm A' if ab else 'the baseline'} (tolerance {record['tolerance']:.0%})"
     )
     decision = record.get("decision") or {}
     table = [
-        ["current J/token (median)", joules(record.get("joules_per_token"))],
-        [f"baseline J/token ({runs_text(record.get('runs'))})", joules(record.get("baseline_joules_per_token"))],
+        [f"{'arm B' if ab else 'current'} J/token (median)", joules(record.get("joules_per_token"))],
+        ["arm A J/token (median, turn about)" if ab else f"baseline J/token ({runs_text(record.get('runs'))})",
+         joules(record.get("baseline_joules_per_token"))],
         ["delta", percent(record.get("delta"))],
         [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
         ["p-value", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
@@ -134,7 +158,7 @@ def failure_message(record: dict, *, strict_reason: str | None = None, accept: s
         ["noise (spread of each level)", noise_text(record.get("noise"))],
         ["rise caught 80% of the time", f"{record['detectable']:.1%}" if _finite(record.get("detectable"))
          else "none"],
-        ["trials (current / baseline)", f"{len(record.get('samples', []))} / {decision.get('n_baseline', '-')}"],
+        [f"trials ({'B / A' if ab else 'current / baseline'})", f"{len(record.get('samples', []))} / {decision.get('n_baseline', '-')}"],
         ["meter", record["meter"] + (" (estimated)" if record.get("estimated") else "")],
     ]
     changes = record.get("stack_changes") or []
@@ -224,6 +248,8 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
         "unused_baseline_entries": session.unused_entries(),
+        "mode": "ab" if session.ab_arms else "baseline",
+        "arms": session.ab_arms,
         "written": [
             {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted),
              "removed": list(w.removed)}

@@ -31,7 +31,8 @@ from .workload import Workload
 
 
 class EnergySession:
-    def __init__(self, options: dict[str, Any], gpu_key: str, rootdir: Path, *, is_controller: bool) -> None:
+    def __init__(self, options: dict[str, Any], gpu_key: str, rootdir: Path, *, is_controller: bool,
+                 meter: Meter | None = None) -> None:
         self.options = options
         self.gpu_key = gpu_key
         self.rootdir = rootdir
@@ -39,7 +40,7 @@ class EnergySession:
         baselines = Path(options["baselines"])
         self.baselines_root = baselines if baselines.is_absolute() else rootdir / baselines
         self.store = BaselineStore(self.baselines_root, gpu_key)
-        self.meter: Meter = make_meter(gpu_key, watts_per_core=options["cpu_watts_per_core"])
+        self.meter: Meter = meter or make_meter(gpu_key, watts_per_core=options["cpu_watts_per_core"])
         if options["min_window"] is not None:  # the user's minimum also decides what is flagged as short
             self.meter.min_window_s = options["min_window"]
         self.default_model = DEFAULT_CPU_MODEL if gpu_key == CPU_KEY else DEFAULT_GPU_MODEL
@@ -55,6 +56,9 @@ class EnergySession:
         self.interrupted = False
         self.collected: list[str] = []  # the test ids this run collected (the controller's view)
         self.shared_cpu = 0  # xdist workers sharing the CPU under an estimating meter (0: none)
+        self.ab_arm: str | None = None  # in an A/B arm: "A" or "B"
+        self.ab_backend_options: dict = {}  # arm A's own backend options (--energy-ab-option)
+        self.ab_arms: dict | None = None  # the A/B controller: what each arm is
         self.whole_run = False  # whether it collected whole test files (no -k, -m or node ids)
         self.started_at = dt.datetime.now(dt.UTC)
         self._clock_start = time.perf_counter()
@@ -101,7 +105,7 @@ class EnergySession:
         if self._pool is None:
             self._pool = BackendPool()
         device = "cpu" if self.gpu_key == CPU_KEY else "cuda"
-        backend_options = BackendOptions.from_keywords(options, device=device)
+        backend_options = BackendOptions.from_keywords({**options, **self.ab_backend_options}, device=device)
         try:
             return self._pool.get(name, resolve_model(model), backend_options, workload.batch_size)
         except BackendUnavailable as error:
@@ -113,14 +117,18 @@ class EnergySession:
         self.meter.close()
 
     # -- judging one test ------------------------------------------------------------------------------------
+    @property
+    def reads_baselines(self) -> bool:
+        return not self.options["ab"]  # A/B: arm A's run is the baseline
+
     def baseline_entry(self, nodeid: str) -> BaselineEntry | None:
-        return self.store.lookup(nodeid)
+        return self.store.lookup(nodeid) if self.reads_baselines else None
 
     @property
     def evidence(self) -> Evidence:
         """The scatter of recorded runs over this GPU key's baselines, read once per session."""
         if self._evidence is None:
-            self._evidence = self.store.evidence()
+            self._evidence = self.store.evidence() if self.reads_baselines else Evidence()
         return self._evidence
 
     def plan_for(self, nodeid: str, settings: TestSettings) -> TrialPlan:
@@ -187,7 +195,7 @@ class EnergySession:
 
     def unused_entries(self) -> list[str]:
         """Entries of the collected tests' baseline files that no collected test has (renamed, removed)."""
-        return self.store.unused(self.collected) if self.collected else []
+        return self.store.unused(self.collected) if self.collected and self.reads_baselines else []
 
     def write_baselines(self) -> None:
         entries = self.entries_to_write()

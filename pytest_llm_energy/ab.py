@@ -1,0 +1,192 @@
+"""A/B on one GPU in one job: the energy tests run in two arms turn about, and B is judged against A.
+
+    pytest suites/ --energy-ab=/path/to/reference-venv/bin/python [--energy-ab-env=KEY=VALUE ...]
+
+pytest-xdist starts the arms, each a worker with its own loaded backend, and runs every test in both
+(`--dist each`): arm A in the interpreter given (another environment, or this one with other settings),
+arm B in the current one. The controller lends its meter to them one window at a time, windows alternating
+A B B A ... (meters/remote.py), so drifts of the machine hit both arms alike and the comparison needs no
+run-to-run allowance: B's i-th trial is judged against A's i-th, two windows close in time. The
+arms' records meet here, in the controller, when a test's second report arrives; a regression fails that
+test. Arms that measured different work (other token counts, another workload) are an error, not a verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from . import fingerprint as stack
+from . import xdist_support
+from .errors import EnergyUsageError
+from .meters.remote import WindowServer
+from .report import AB_PAIR, failure_message, junit_properties
+from .stats import REGRESSED, Run, compare, compare_paired
+
+ADDRESS_KEY, ARM_KEY, OPTIONS_KEY = "energy_ab_address", "energy_ab_arm", "energy_ab_options"
+
+
+def arm_a_python(text: str) -> str:
+    """The interpreter of arm A, checked: a path (or a name on PATH) of an executable."""
+    found = shutil.which(text) or (text if os.access(text, os.X_OK) and Path(text).is_file() else None)
+    if not found:
+        raise EnergyUsageError(f"--energy-ab={text}: no such Python interpreter; give another environment's "
+                               "bin/python (it needs pytest-llm-energy and pytest-xdist installed)")
+    return str(Path(found).absolute())
+
+
+def configure_xdist(config: pytest.Config, python: str, environment: tuple[tuple[str, str], ...]) -> None:
+    """Two xdist workers, every test in both: arm A (gw0) in `python` with `environment`, arm B (gw1) here."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        raise EnergyUsageError("--energy-ab needs pytest-xdist, which starts the two arms: pip install pytest-xdist")
+    if config.getoption("numprocesses", None) or config.getoption("tx", None):
+        raise EnergyUsageError("--energy-ab starts its own two workers: drop -n / --tx")
+    if config.getoption("energy_update_baselines"):
+        raise EnergyUsageError("--energy-ab compares two arms and records nothing: drop --energy-update-baselines")
+    spec = f"popen//python={python}" + "".join(f"//env:{key}={value}" for key, value in environment)
+    config.option.tx = [spec, "popen"]
+    config.option.dist = "each"
+    config.option.maxworkerrestart = 0  # an arm that died stays dead: its pairs are errors, not reruns
+
+
+class AbHooks:
+    """The controller's side: the window server, the arms' settings, and the pairing of their records."""
+
+    def __init__(self, session, python: str, environment, backend_options) -> None:
+        self.session = session
+        self.python, self.environment = python, tuple(environment)
+        self.backend_options = dict(backend_options)
+        self.server = WindowServer(session.ready_meter())
+        self.halves: dict[str, dict[str, dict]] = {}  # test -> arm -> its record
+        self.properties: dict[tuple, list] = {}  # (test, worker) -> the pair's JUnit properties, until teardown
+
+    def pytest_configure_node(self, node) -> None:
+        arm = self.arm_of(node)
+        if arm == "A":
+            # xdist hands a local ('popen') worker the controller's sys.path, which would import arm B's
+            # packages into arm A's interpreter; a worker it does not take for local keeps its own.
+            node.gateway.spec.popen = None
+        node.workerinput.update({ADDRESS_KEY: self.server.address, ARM_KEY: arm,
+                                 OPTIONS_KEY: self.backend_options if arm == "A" else {}})
+        devices = self.session.meter.devices
+        if devices:  # both arms on the one GPU the controller measures
+            node.workerinput[xdist_support.GPU_INPUT_KEY] = devices[0].uuid
+
+    def pytest_testnodedown(self, node, error) -> None:
+        """An arm whose process ended (or never connected) holds the other back no longer."""
+        self.server.turns.gone(self.arm_of(node))
+
+    @staticmethod
+    def worker_of(report: pytest.TestReport) -> str | None:
+        node = getattr(report, "node", None)
+        return node.gateway.id if node is not None else None
+
+    @staticmethod
+    def arm_of(node) -> str:
+        return "A" if node.gateway.id == "gw0" else "B"
+
+    @pytest.hookimpl(tryfirst=True)  # the pair's outcome is set before pytest writes it
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = self.properties.pop((report.nodeid, self.worker_of(report)), None)
+        if report.when == "teardown" and properties is not None:  # JUnit XML reads them from teardown
+            report.user_properties = [(key, value) for key, value in report.user_properties
+                                      if not key.startswith("energy_")] + properties
+        record = getattr(report, "energy_record", None)
+        if report.when != "call" or not record or "arm" not in record:
+            return
+        halves = self.halves.setdefault(record["nodeid"], {})
+        halves[record["arm"]] = record
+        if len(halves) < 2:
+            return
+        paired = pair(halves["A"], halves["B"])
+        self.properties[(report.nodeid, self.worker_of(report))] = junit_properties(paired)
+        strict = self.session.options["strict"] and paired["verdict"] == "inconclusive"
+        if paired["refused"] or paired["verdict"] == REGRESSED or strict:
+            report.outcome = "failed"
+            report.longrepr = paired["refused"] or failure_message(
+                paired, strict_reason="energy verdict 'inconclusive' fails under --energy-strict" if strict else None)
+        self.session.records[record["nodeid"]] = {**paired, "outcome": report.outcome}
+
+    def unpaired(self) -> None:
+        """Tests one arm measured and the other did not (it died, failed or skipped): said, not judged."""
+        for nodeid, halves in self.halves.items():
+            if len(halves) == 1:
+                (arm, record), = halves.items()
+                missing = "B" if arm == "A" else "A"
+                self.session.records[nodeid] = {
+                    **record, "verdict": "inconclusive", "outcome": "error", "refused_note": "one arm gave no result",
+                    "too_noisy": False, "detectable": None,
+                    "refused": f"arm {missing} gave no result for this test (its worker died, or the test failed "
+                               f"or was skipped there): nothing to compare arm {arm}'s with"}
+
+    def describe(self) -> dict:
+        return {"A": {"python": self.python, "env": dict(self.environment), "options": self.backend_options},
+                "B": {"python": "this interpreter"}}
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def held_memory_gib() -> float | None:
+    """GPU memory this arm's process holds (its loaded backend), which it keeps while the other arm runs."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.memory_reserved() / 2**30
+
+
+def held_memory_line(records) -> str | None:
+    """The most GPU memory each arm held while it waited, for the summary (None off the GPU)."""
+    held = {arm: max((r["memory_gib"][arm] for r in records if (r.get("memory_gib") or {}).get(arm) is not None),
+                     default=None) for arm in ("A", "B")}
+    if all(value is None for value in held.values()):
+        return None
+    amounts = ", ".join(f"arm {arm} {value:.1f} GiB" for arm, value in held.items() if value is not None)
+    return f"GPU memory each arm holds while the other runs (its loaded backend, at most): {amounts}"
+
+
+def mismatch(a: Mapping, b: Mapping) -> str | None:
+    """Why the arms' numbers cannot be compared, if they cannot: other work, other tokens per call."""
+    if a.get("workload") != b.get("workload"):
+        return f"the arms ran different workloads: A {a.get('workload')}, B {b.get('workload')}"
+    per_call = [record["measurement"]["output_tokens"] / max(1, record["measurement"]["repeats"])
+                for record in (a, b)]
+    if per_call[0] != per_call[1]:
+        return (f"the arms produced different token counts: A {per_call[0]:g}, B {per_call[1]:g} output tokens "
+                "per call; J per token would not be comparable")
+    return None
+
+
+def pair(a: Mapping, b: Mapping) -> dict:
+    """B's record judged against A's: trial i of each arm a pair (their windows adjacent, turn about), with the
+    verdict words and tolerance of the stored-baseline mode."""
+    paired = len(a["samples"]) == len(b["samples"]) >= 2
+    if paired:
+        decision = compare_paired(a["samples"], b["samples"], b["tolerance"], confidence=b["confidence"])
+    else:  # adaptive trials stopped the arms at different counts: each arm's trials as one run
+        decision = compare([Run.of(a["samples"])], Run.of(b["samples"]), b["tolerance"],
+                           confidence=b["confidence"], run_to_run=False)
+    refused = mismatch(a, b)
+    changes = stack.changes(a.get("stack"), b.get("stack"))
+    notes = set(b.get("notes", [])) | {f"arm A {c.component} {c.baseline} -> arm B {c.current}" for c in changes}
+    if not paired:
+        notes.add(f"arms ran {len(a['samples'])} and {len(b['samples'])} trials: judged as two runs, not in pairs")
+    notes = sorted(notes)
+    return {
+        **b, "arm": AB_PAIR, "baseline_joules_per_token": a["joules_per_token"],
+        "verdict": "inconclusive" if refused else decision.verdict, "delta": decision.delta,
+        "ci_low": decision.ci_low, "ci_high": decision.ci_high, "p_value": decision.p_value,
+        "detectable": decision.detectable, "too_noisy": decision.too_noisy, "reason": decision.reason,
+        "noise": decision.noise.to_dict(), "run_noise": 0.0, "card_noise": 0.0, "runs": 1,
+        "decision": decision.to_dict(), "notes": notes,
+        "refused": refused, "refused_note": "the arms measured different work",
+        "arm_a": {key: a.get(key) for key in ("samples", "joules_per_token", "measurement", "backend")},
+        "memory_gib": {"A": a.get("memory_gib"), "B": b.get("memory_gib")},
+        "stack_changes": [{"component": c.component, "baseline": c.baseline, "current": c.current}
+                          for c in changes],
+    }
