@@ -584,7 +584,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     elif session.update and session.interrupted:
         tr.write_line("baselines NOT written: the run was interrupted", red=True)
     elif session.ab_arms:
-        tr.write_line("A/B: each test ran in both arms (xdist counts it twice); B judged against A, turn about")
+        tr.write_line("A/B: each test ran in both arms (xdist counts it twice); B judged against A pair by pair "
+                      "(delta: each B trial over the A trial beside it, averaged)")
         held = ab.held_memory_line(records)
         if held:
             tr.write_line(held)

@@ -456,7 +456,8 @@ def compare_paired(reference: Sequence[float], current: Sequence[float], toleran
     reason = _reason(verdict_word, delta, (low_ratio, high_ratio), p, confidence, significant, tolerance,
                      detectable, f"{n} pairs of windows, turn about")
     return Decision(verdict_word, delta + 1, delta, low_ratio, high_ratio, p, significant, detectable,
-                    bool(q[0] * se[0] > band), tolerance, confidence, n, n, 1, float(df[0]), noise, reason)
+                    bool(q[0] * se[0] > band), tolerance, confidence, n, n, 1, float(df[0]), noise, reason,
+                    extras={"pairs": n})
 
 
 def decide(baseline: Sequence[float] | None, current: Sequence[float], tolerance: float, *,

@@ -20,6 +20,7 @@ from pytest_llm_energy.measurement import Reading
 from pytest_llm_energy.meters.base import Meter
 from pytest_llm_energy.meters.cpu import CpuTimeMeter
 from pytest_llm_energy.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
+from pytest_llm_energy.report import failure_message
 
 pytest.importorskip("xdist")
 
@@ -238,7 +239,7 @@ def test_an_arm_that_disconnects_with_a_window_open_has_it_aborted():
 
 def record(samples, *, tokens=10, repeats=1, workload=None, torch="2.13.0"):
     return {"nodeid": "t::x", "samples": samples, "joules_per_token": sorted(samples)[len(samples) // 2],
-            "tolerance": 0.05, "confidence": 0.99, "workload": workload, "notes": [],
+            "tolerance": 0.05, "confidence": 0.99, "workload": workload, "notes": [], "meter": "cpu-time",
             "measurement": {"output_tokens": tokens * repeats, "repeats": repeats},
             "stack": {"torch": torch}}
 
@@ -248,6 +249,7 @@ def test_b_is_judged_against_a_trial_by_trial():
     paired = pair(a, record([1.10, 1.11, 1.09, 1.10, 1.105], torch="2.14.0"))
     assert paired["verdict"] == "regressed" and paired["baseline_joules_per_token"] == 1.0
     assert paired["noise"]["run_source"] == "none" and "5 pairs of windows, turn about" in paired["reason"]
+    assert "delta (B over A, pair by pair)" in failure_message(paired)
     assert paired["stack_changes"] == [{"component": "torch", "baseline": "2.13.0", "current": "2.14.0"}]
     assert "arm A torch 2.13.0 -> arm B 2.14.0" in paired["notes"]
     assert pair(a, record([1.0, 1.01, 0.99, 1.0, 1.005]))["verdict"] == "unchanged"
