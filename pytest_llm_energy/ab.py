@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,15 +30,34 @@ from .report import AB_PAIR, failure_message, junit_properties
 from .stats import REGRESSED, Run, compare, compare_paired
 
 ADDRESS_KEY, ARM_KEY, OPTIONS_KEY = "energy_ab_address", "energy_ab_arm", "energy_ab_options"
+UNPAIRED = "one arm gave no result"
+
+
+ARM_A_NEEDS = ("pytest", "xdist", "pytest_llm_energy")
 
 
 def arm_a_python(text: str) -> str:
-    """The interpreter of arm A, checked: a path (or a name on PATH) of an executable."""
+    """The interpreter of arm A, checked: an executable (a path or a name on PATH) that imports what an arm
+    runs, so that a wrong environment is a usage error and not a worker crash later."""
     found = shutil.which(text) or (text if os.access(text, os.X_OK) and Path(text).is_file() else None)
     if not found:
         raise EnergyUsageError(f"--energy-ab={text}: no such Python interpreter; give another environment's "
                                "bin/python (it needs pytest-llm-energy and pytest-xdist installed)")
-    return str(Path(found).absolute())
+    python = str(Path(found).absolute())
+    probe = "import importlib.util as u, sys; sys.stdout.write(' '.join(n for n in sys.argv[1:] if not u.find_spec(n)))"
+    try:
+        done = subprocess.run([python, "-c", probe, *ARM_A_NEEDS], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise EnergyUsageError(f"--energy-ab={text}: could not run it as Python ({error})") from None
+    if done.returncode != 0:
+        raise EnergyUsageError(f"--energy-ab={text}: not a working Python interpreter "
+                               f"({(done.stderr.strip().splitlines() or ['no output'])[-1]})")
+    if done.stdout.strip():
+        missing = done.stdout.split()
+        packages = {"xdist": "pytest-xdist", "pytest_llm_energy": "pytest-llm-energy"}
+        raise EnergyUsageError(f"--energy-ab={text}: that environment lacks {', '.join(missing)}; install "
+                               f"there: pip install {' '.join(packages.get(name, name) for name in missing)}")
+    return python
 
 
 def configure_xdist(config: pytest.Config, python: str, environment: tuple[tuple[str, str], ...]) -> None:
@@ -112,17 +132,21 @@ class AbHooks:
                 paired, strict_reason="energy verdict 'inconclusive' fails under --energy-strict" if strict else None)
         self.session.records[record["nodeid"]] = {**paired, "outcome": report.outcome}
 
-    def unpaired(self) -> None:
-        """Tests one arm measured and the other did not (it died, failed or skipped): said, not judged."""
+    def unpaired(self) -> list[str]:
+        """Tests one arm measured and the other did not (it died, failed or skipped): said, not judged.
+        Returns them: the run asked for a comparison it could not make, so it fails."""
+        missing_pairs = []
         for nodeid, halves in self.halves.items():
             if len(halves) == 1:
+                missing_pairs.append(nodeid)
                 (arm, record), = halves.items()
                 missing = "B" if arm == "A" else "A"
                 self.session.records[nodeid] = {
-                    **record, "verdict": "inconclusive", "outcome": "error", "refused_note": "one arm gave no result",
+                    **record, "verdict": "inconclusive", "outcome": "error", "refused_note": UNPAIRED,
                     "too_noisy": False, "detectable": None,
                     "refused": f"arm {missing} gave no result for this test (its worker died, or the test failed "
                                f"or was skipped there): nothing to compare arm {arm}'s with"}
+        return missing_pairs
 
     def describe(self) -> dict:
         return {"A": {"python": self.python, "env": dict(self.environment), "options": self.backend_options},
@@ -148,6 +172,12 @@ def held_memory_line(records) -> str | None:
         return None
     amounts = ", ".join(f"arm {arm} {value:.1f} GiB" for arm, value in held.items() if value is not None)
     return f"GPU memory each arm holds while the other runs (its loaded backend, at most): {amounts}"
+
+
+def unpaired_lines(records) -> list[str]:
+    """The tests that got no comparison, for the summary (each with why): the run fails for them."""
+    return [f"A/B: no comparison for {r['nodeid']}: {r['refused']}" for r in records
+            if r.get("refused_note") == UNPAIRED]
 
 
 def mismatch(a: Mapping, b: Mapping) -> str | None:

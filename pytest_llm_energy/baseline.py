@@ -381,7 +381,7 @@ class BaselineSet:
 
 
 def hidden(relative: Path | PurePosixPath) -> bool:
-    """Lock and temporary files of the store start with a dot, as may a folder a user hides."""
+    """Temporary files of the store start with a dot, as may a folder a user hides (the lock takes no file)."""
     return any(part.startswith(".") for part in relative.parts)
 
 

@@ -142,7 +142,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """--energy-ab: the two arms are two xdist workers, every test in both (see ab.py)."""
     python = config.getoption("energy_ab") or config.getini("energy_ab")
-    if not python or _is_worker(config):  # the arms themselves run their tests, they start no arms
+    if _is_worker(config):  # the arms themselves run their tests, they start no arms
+        return
+    if not python:
+        for name in ("ab_env", "ab_option"):
+            if config.getoption("energy_" + name):
+                raise pytest.UsageError(f"--energy-{name.replace('_', '-')} sets arm A of an A/B run: "
+                                        "add --energy-ab=PYTHON, or drop it")
         return
     try:
         config.option.energy_ab_python = ab.arm_a_python(str(python))
@@ -241,10 +247,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         xdist_support.group_by_model(item, values.get("model"))
     # An xdist worker that stops at collection crashes without the message, so there each bad test errors
     # with it instead (pytest_runtest_setup below); a serial run stops before any test.
-    if xdist_support.worker_id(config) is None:
-        problems += _baseline_problems(config, items)
-        if problems:
-            raise pytest.UsageError("\n".join(problems))
+    if problems and xdist_support.worker_id(config) is None:
+        raise pytest.UsageError("\n".join(problems))
 
 
 def _check_model(nodeid: str, model: str) -> None:
@@ -361,7 +365,11 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         record = session.judge(fixture.nodeid, fixture.settings, fixture)
     except EnergyError as error:
-        pytest.fail(str(error), pytrace=False)
+        failure = str(error)  # failed outside the except block, so pytest does not print it twice, chained
+    else:
+        failure = None
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     if record is None:
         return result
     worker = xdist_support.worker_id(item.config)
@@ -474,6 +482,14 @@ class ControllerHooks:
         elif report.failed:  # an error in setup or teardown: the test's result is not recorded
             self.session.collect(nodeid, None, "error")
 
+    @pytest.hookimpl(trylast=True)  # after -k and -m have deselected: the files of the tests that will run
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """A serial run reads the baseline files of its tests before any runs: a broken one is named now."""
+        if xdist_support.worker_id(config) is None:
+            problems = _baseline_problems(config, items)
+            if problems:
+                raise pytest.UsageError("\n".join(problems))
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
         """Under xdist the controller collects nothing itself: each worker tells it what it collected."""
@@ -521,7 +537,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(hooks.progress_dir, ignore_errors=True)
     ab_hooks = session.config.pluginmanager.get_plugin("llm-energy-ab")
     if ab_hooks is not None:
-        ab_hooks.unpaired()
+        if ab_hooks.unpaired() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a comparison asked for and not made
         ab_hooks.close()
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     energy_session.interrupted = interrupted
@@ -549,8 +566,7 @@ def _unused_lines(tr, session: EnergySession) -> None:
         tr.write_line(f"baseline entries removed ({len(removed)}), of tests that are gone: "
                       + ", ".join(sorted(removed)), yellow=True)
     if unused:
-        why = ("--energy-update-baselines removes them when a run collects their whole files (no -k, -m or "
-               "node ids)" if not session.whole_run or not session.update else "the update did not complete")
+        why = "the update did not complete" if session.update else "--energy-update-baselines removes them"
         tr.write_line(f"unused baseline entries ({len(unused)}), of tests this run did not collect: "
                       + ", ".join(unused) + f"; {why}", yellow=True)
 
@@ -589,6 +605,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         held = ab.held_memory_line(records)
         if held:
             tr.write_line(held)
+        for line in ab.unpaired_lines(records):
+            tr.write_line(line, red=True)
     elif not session.update and any(r["verdict"] in ("new", "improved") for r in records):
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
     _unused_lines(tr, session)

@@ -194,14 +194,18 @@ class EnergySession:
         }
 
     def unused_entries(self) -> list[str]:
-        """Entries of the collected tests' baseline files that no collected test has (renamed, removed)."""
-        return self.store.unused(self.collected) if self.collected and self.reads_baselines else []
+        """Entries of the collected tests' baseline files that no collected test has (renamed, removed).
+
+        Only a run of whole files can tell: under -k, -m or node ids the tests left out still exist."""
+        if not (self.collected and self.reads_baselines and self.whole_run):
+            return []
+        return self.store.unused(self.collected)
 
     def write_baselines(self) -> None:
         entries = self.entries_to_write()
         # Entries of tests that are gone go when the run collected their whole files (as syrupy removes
-        # unused snapshots); a run of a subset (-k, -m, a node id) only reports them.
-        remove = self.unused_entries() if self.whole_run else []
+        # unused snapshots); a run of a subset (-k, -m, a node id) cannot tell them from tests left out.
+        remove = self.unused_entries()
         if not entries and not remove:
             return
         # A run that showed the energy changed starts its test's history afresh: the old runs no longer

@@ -292,6 +292,12 @@ def test_changed(energy):
 def test_tokens(energy):
     energy(burn, 0.01, output_tokens=int(os.environ.get("TOKENS", "10")))
 
+def test_skipped_in_a(energy):
+    import pytest
+    if os.environ.get("SKIP_IN_A"):
+        pytest.skip("arm A lacks what this test needs")
+    energy(burn, 0.01, output_tokens=10)
+
 def test_last(energy):
     if os.environ.get("DIE") == "last":
         os._exit(3)
@@ -370,6 +376,13 @@ def test_an_arm_that_dies_is_a_clear_error_and_the_other_results_are_kept(pytest
     assert "not compared: one arm gave no result" in out
 
 
+def test_a_test_one_arm_skips_gets_no_verdict_and_fails_the_run(pytester):
+    result = ab_run(pytester, sys.executable, "-k", "skipped_in_a", env={"SKIP_IN_A": "1"})
+    result.assert_outcomes(passed=1, skipped=1)  # each arm's own outcome; the comparison is what is missing
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "A/B: no comparison for test_ab.py::test_skipped_in_a: arm A gave no result" in result.stdout.str()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
 def test_ctrl_c_stops_both_arms_and_writes_nothing(pytester):
     pytester.makepyfile(test_ab=TESTS)
@@ -399,6 +412,24 @@ def test_ab_usage_errors_stop_the_run_before_anything_starts(pytester, args, mes
     result = pytester.runpytest_subprocess(*ARGS, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def test_arm_a_settings_without_ab_are_an_error(pytester):
+    pytester.makepyfile(test_ab=TESTS)
+    result = pytester.runpytest_subprocess(*ARGS, "--energy-ab-env=WORK_SCALE=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--energy-ab-env sets arm A of an A/B run: add --energy-ab=PYTHON" in result.stderr.str()
+
+
+def test_an_environment_without_the_plugin_is_refused_before_any_worker_starts(pytester, tmp_path):
+    import venv
+
+    venv.create(tmp_path / "bare", with_pip=False)  # a Python with nothing installed
+    pytester.makepyfile(test_ab=TESTS)
+    result = pytester.runpytest_subprocess(*ARGS, f"--energy-ab={tmp_path / 'bare' / 'bin' / 'python'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "that environment lacks pytest, xdist, pytest_llm_energy; install there: pip install pytest " \
+           "pytest-xdist pytest-llm-energy" in result.stderr.str()
 
 
 RUN_TESTS = """

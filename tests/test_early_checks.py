@@ -67,8 +67,9 @@ def test_a_broken_baseline_of_tests_that_do_not_run_stops_nothing(pytester):
     folder = pytester.path / "baselines" / "cpu"
     folder.mkdir(parents=True)
     (folder / "test_other.json").write_text("{broken")
-    result = pytester.runpytest(*ARGS, "test_gen.py")
-    result.assert_outcomes(passed=1)
+    for selection in (("test_gen.py",), ("-k", "not test_other"), ("--deselect", "test_other.py::test_generate")):
+        result = pytester.runpytest(*ARGS, *selection)  # deselected by -k is not run either
+        result.assert_outcomes(passed=1)
     assert (folder / "test_other.json").read_text() == "{broken"
     usage_error(pytester.runpytest(*ARGS, "test_other.py"), "*test_other.json: not valid JSON*")
 
