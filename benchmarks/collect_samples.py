@@ -13,7 +13,7 @@ A2) are measured round-robin, one window each per round, so slow drift (heat, cl
 change; A/A noise across separate runs is measured by the suites' record/check runs instead. Reproduce:
 
     python benchmarks/collect_samples.py --out samples.json [--trials 12] [--only steady-matmul]
-    python benchmarks/detection.py --samples samples.json --trials 3 5 7 10 --out detection_gpu.md
+    (judged by the rule of that time: results/h200/detection_gpu.md; the present rule is simulated by detection.py)
 """
 
 from __future__ import annotations
