@@ -31,6 +31,10 @@ class FakeGpu:
     power_limit_mw: int = 700_000
     pids: list[int] = field(default_factory=list)
     fail_after_reads: int | None = None  # the counter read that raises (NVML failing mid-window)
+    # Share of the time each clock-event reason holds the clocks (NVML field id -> 0..1); None: the driver
+    # offers no durations, only the reasons in force now (nvmlDeviceGetCurrentClocksEventReasons).
+    clock_event_shares: dict[int, float] | None = None
+    clock_event_bits: int = 0
 
 
 class Clock:
@@ -167,6 +171,9 @@ class FakeNvml:
         for field_id in field_ids:
             if field_id == 186:
                 fields.append(_Field(field_id, 0, 1, _Value(uiVal=int(gpu.watts * 1000))))
+            elif gpu.clock_event_shares is not None:  # accumulated nanoseconds, as the driver counts them
+                nanoseconds = int(gpu.clock_event_shares.get(field_id, 0.0) * self.clock.now * 1e9)
+                fields.append(_Field(field_id, 0, 3, _Value(ullVal=nanoseconds)))
             else:
                 fields.append(_Field(field_id, NVML_ERROR_NOT_SUPPORTED, 3, _Value()))
         return fields
@@ -175,7 +182,7 @@ class FakeNvml:
         return self._gpu(handle).power_limit_mw
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle) -> int:
-        return 0
+        return self._gpu(handle).clock_event_bits
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
         return [_Process(pid) for pid in self._gpu(handle).pids]

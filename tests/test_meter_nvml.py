@@ -57,6 +57,36 @@ def test_several_gpus_are_summed_per_device():
     assert reading.joules == pytest.approx(sum(d.joules for d in reading.devices))
 
 
+POWER_CAP, SW_THERMAL, HW_THERMAL = 74, 269, 270  # NVML fields: nanoseconds each reason held the clocks
+
+
+@pytest.mark.parametrize(("share", "flagged"), [(0.0, False), (0.05, False), (0.4, True), (1.0, True)])
+def test_power_capped_only_when_the_cap_held_the_clocks_for_a_meaningful_share(share, flagged):
+    meter, _, clock = make_meter(FakeGpu("GPU-a", watts=690.0, clock_event_shares={POWER_CAP: share}))
+    reading = measure(meter, clock, 2.0)
+    assert ("power-capped" in reading.flags) is flagged
+    if flagged:
+        (note,) = reading.notes
+        assert note == f"GPU 0: clocks held at its power cap {share:.0%} of the window"
+    assert "throttled" not in reading.flags
+
+
+def test_throttled_names_each_reason_with_its_share_and_leaves_out_brief_ones():
+    shares = {HW_THERMAL: 0.3, SW_THERMAL: 0.02, POWER_CAP: 0.5}
+    meter, _, clock = make_meter(FakeGpu("GPU-a", clock_event_shares=shares))
+    reading = measure(meter, clock, 2.0)
+    assert set(reading.flags) == {"throttled", "power-capped"}
+    assert "GPU 0: clocks slowed by hw-thermal 30% of the window" in reading.notes  # sw-thermal 2%: left out
+
+
+def test_without_durations_the_reasons_at_the_window_ends_are_named_as_such():
+    meter, _, clock = make_meter(FakeGpu("GPU-a", clock_event_bits=0x4 | 0x40))  # power cap, hw-thermal
+    reading = measure(meter, clock, 2.0)
+    assert set(reading.flags) == {"throttled", "power-capped"}
+    assert "GPU 0: clocks slowed by hw-thermal at the window's start or end" in reading.notes
+    assert "GPU 0: clocks held at its power cap at the window's start or end" in reading.notes
+
+
 def test_window_shorter_than_a_tick_is_flagged_never_zero():
     meter, _, clock = make_meter(FakeGpu("GPU-a", watts=200.0))
     reading = measure(meter, clock, 0.02)

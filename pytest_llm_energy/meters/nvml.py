@@ -47,6 +47,9 @@ THROTTLE_BITS = {"sw-power-cap": 0x4, "hw-slowdown": 0x8, "sw-thermal": 0x20, "h
                  "hw-power-brake": 0x80}
 # Power capping is the normal regime of a saturated GPU: noted, not flagged as throttling.
 BENIGN_REASONS = {"sw-power-cap"}
+# A reason that held the clocks for less of the window than this is left out: a GPU touches its power cap
+# for moments in almost every busy window, and a flag on every result would say nothing.
+CLOCK_EVENT_SHARE = 0.10
 
 
 def load_nvml():
@@ -332,7 +335,7 @@ class NvmlMeter(Meter):
                     "the window is too short for the counter: make the measured work longer"
                 )
             per_device.append(DeviceEnergy(device.index, device.uuid, device.name, joules, idle[i]))
-            flags_for, notes_for = self._device_flags(device, handle, begun)
+            flags_for, notes_for = self._device_flags(device, handle, begun, self._clock() - start.at)
             for flag, note in zip(flags_for, notes_for, strict=True):
                 if flag not in flags:
                     flags.append(flag)
@@ -355,26 +358,35 @@ class NvmlMeter(Meter):
             idle_watts=sum(idle), devices=tuple(per_device), flags=tuple(flags), notes=tuple(notes),
         )
 
-    def _device_flags(self, device: GpuDevice, handle, begun: _DeviceStart) -> tuple[list[str], list[str]]:
+    def _device_flags(self, device: GpuDevice, handle, begun: _DeviceStart,
+                      elapsed_s: float) -> tuple[list[str], list[str]]:
         flags, notes = [], []
         limit = self._power_limit(handle)
         if begun.power_limit_mw is not None and limit is not None and limit != begun.power_limit_mw:
             flags.append(FLAG_POWER_LIMIT_CHANGED)
             notes.append(f"GPU {device.index}: power limit {begun.power_limit_mw / 1000:.0f} W -> {limit / 1000:.0f} W")
-        reasons = set()
-        if begun.throttle_ns:
-            now = self._throttle_ns(handle)
-            reasons = {name for name, ns in now.items() if ns > begun.throttle_ns.get(name, ns)}
-        else:
-            bits = begun.throttle_bits | self._throttle_bits(handle)
-            reasons = {name for name, bit in THROTTLE_BITS.items() if bits & bit}
-        if reasons - BENIGN_REASONS:
+        reasons = self._clock_events(handle, begun, elapsed_s)
+        slowed = {name: when for name, when in reasons.items() if name not in BENIGN_REASONS}
+        if slowed:
             flags.append(FLAG_THROTTLED)
-            notes.append(f"GPU {device.index}: clocks slowed by {', '.join(sorted(reasons - BENIGN_REASONS))}")
-        if reasons & BENIGN_REASONS:
+            notes.append(f"GPU {device.index}: clocks slowed by "
+                         + ", ".join(f"{name} {when}" for name, when in sorted(slowed.items())))
+        for name in BENIGN_REASONS & set(reasons):
             flags.append("power-capped")
-            notes.append(f"GPU {device.index}: ran at its power cap during the window")
+            notes.append(f"GPU {device.index}: clocks held at its power cap {reasons[name]}")
         return flags, notes
+
+    def _clock_events(self, handle, begun: _DeviceStart, elapsed_s: float) -> dict[str, str]:
+        """The clock-event reasons that held this window's clocks, each with how much of it: from the time
+        NVML accumulates per reason where it offers that (only a meaningful share counts), else from the
+        reasons in force at the window's two ends."""
+        if not begun.throttle_ns:
+            bits = begun.throttle_bits | self._throttle_bits(handle)
+            return {name: "at the window's start or end" for name, bit in THROTTLE_BITS.items() if bits & bit}
+        window_ns = max(elapsed_s, 1e-9) * 1e9
+        shares = {name: min(1.0, (ns - begun.throttle_ns[name]) / window_ns)
+                  for name, ns in self._throttle_ns(handle).items() if name in begun.throttle_ns}
+        return {name: f"{share:.0%} of the window" for name, share in shares.items() if share >= CLOCK_EVENT_SHARE}
 
     def _other_pids(self, pids: set[int]) -> set[int]:
         ours = {os.getpid()}
