@@ -60,13 +60,14 @@ def arm_a_python(text: str) -> str:
     return python
 
 
-def configure_xdist(config: pytest.Config, python: str, environment: tuple[tuple[str, str], ...]) -> None:
+def configure_xdist(config: pytest.Config, python: str, environment: tuple[tuple[str, str], ...],
+                    update: bool) -> None:
     """Two xdist workers, every test in both: arm A (gw0) in `python` with `environment`, arm B (gw1) here."""
     if not config.pluginmanager.hasplugin("xdist"):
         raise EnergyUsageError("--energy-ab needs pytest-xdist, which starts the two arms: pip install pytest-xdist")
     if config.getoption("numprocesses", None) or config.getoption("tx", None):
         raise EnergyUsageError("--energy-ab starts its own two workers: drop -n / --tx")
-    if config.getoption("energy_update_baselines"):
+    if update:  # from the command line or the ini
         raise EnergyUsageError("--energy-ab compares two arms and records nothing: drop --energy-update-baselines")
     spec = f"popen//python={python}" + "".join(f"//env:{key}={value}" for key, value in environment)
     config.option.tx = [spec, "popen"]
@@ -125,7 +126,7 @@ class AbHooks:
             return
         paired = pair(halves["A"], halves["B"])
         self.properties[(report.nodeid, self.worker_of(report))] = junit_properties(paired)
-        strict = self.session.options["strict"] and paired["verdict"] == "inconclusive"
+        strict = record.get("strict", self.session.options["strict"]) and paired["verdict"] == "inconclusive"
         if paired["refused"] or paired["verdict"] == REGRESSED or strict:
             report.outcome = "failed"
             report.longrepr = paired["refused"] or failure_message(
@@ -195,26 +196,33 @@ def mismatch(a: Mapping, b: Mapping) -> str | None:
 def pair(a: Mapping, b: Mapping) -> dict:
     """B's record judged against A's: trial i of each arm a pair (their windows adjacent, turn about), with the
     verdict words and tolerance of the stored-baseline mode."""
+    fewest = min(len(a["samples"]), len(b["samples"]))
     paired = len(a["samples"]) == len(b["samples"]) >= 2
     if paired:
         decision = compare_paired(a["samples"], b["samples"], b["tolerance"], confidence=b["confidence"])
     else:  # adaptive trials stopped the arms at different counts: each arm's trials as one run
         decision = compare([Run.of(a["samples"])], Run.of(b["samples"]), b["tolerance"],
-                           confidence=b["confidence"], run_to_run=False)
-    refused = mismatch(a, b)
+                           confidence=b["confidence"], run_to_run=False, against="against the other arm, turn about")
+    if fewest < 2:
+        refused, refused_note = ("one trial an arm gives no spread to judge a difference by: use "
+                                 "--energy-trials=2 or more"), "one trial an arm"
+    else:
+        refused, refused_note = mismatch(a, b), "the arms measured different work"
     changes = stack.changes(a.get("stack"), b.get("stack"))
-    notes = set(b.get("notes", [])) | {f"arm A {c.component} {c.baseline} -> arm B {c.current}" for c in changes}
-    if not paired:
+    notes = (set(b.get("notes", [])) | {f"arm A: {note}" for note in a.get("notes", [])}
+             | {f"arm A {c.component} {c.baseline} -> arm B {c.current}" for c in changes})
+    if not paired and fewest >= 2:
         notes.add(f"arms ran {len(a['samples'])} and {len(b['samples'])} trials: judged as two runs, not in pairs")
     notes = sorted(notes)
     return {
         **b, "arm": AB_PAIR, "baseline_joules_per_token": a["joules_per_token"],
+        "flags": list(dict.fromkeys([*b.get("flags", []), *a.get("flags", [])])),  # either arm's windows'
         "verdict": "inconclusive" if refused else decision.verdict, "delta": decision.delta,
         "ci_low": decision.ci_low, "ci_high": decision.ci_high, "p_value": decision.p_value,
         "detectable": decision.detectable, "too_noisy": decision.too_noisy, "reason": decision.reason,
         "noise": decision.noise.to_dict(), "run_noise": 0.0, "card_noise": 0.0, "runs": 1,
         "decision": decision.to_dict(), "notes": notes,
-        "refused": refused, "refused_note": "the arms measured different work",
+        "refused": refused, "refused_note": refused_note,
         "arm_a": {key: a.get(key) for key in ("samples", "joules_per_token", "measurement", "backend")},
         "memory_gib": {"A": a.get("memory_gib"), "B": b.get("memory_gib")},
         "stack_changes": [{"component": c.component, "baseline": c.baseline, "current": c.current}

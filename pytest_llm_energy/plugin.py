@@ -141,19 +141,18 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads -n and --tx
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """--energy-ab: the two arms are two xdist workers, every test in both (see ab.py)."""
-    python = config.getoption("energy_ab") or config.getini("energy_ab")
     if _is_worker(config):  # the arms themselves run their tests, they start no arms
         return
-    if not python:
-        for name in ("ab_env", "ab_option"):
-            if config.getoption("energy_" + name):
-                raise pytest.UsageError(f"--energy-{name.replace('_', '-')} sets arm A of an A/B run: "
-                                        "add --energy-ab=PYTHON, or drop it")
-        return
     try:
-        config.option.energy_ab_python = ab.arm_a_python(str(python))
-        environment = read_options(lambda name: config.getoption("energy_" + name), config.getini)["ab_env"]
-        ab.configure_xdist(config, config.option.energy_ab_python, environment)
+        options = read_options(lambda name: config.getoption("energy_" + name), config.getini)  # ini too
+        if not options["ab"]:
+            for name in ("ab_env", "ab_option"):
+                if options[name]:
+                    raise EnergyUsageError(f"--energy-{name.replace('_', '-')} sets arm A of an A/B run: "
+                                           "add --energy-ab=PYTHON, or drop it")
+            return
+        config.option.energy_ab_python = ab.arm_a_python(options["ab"])
+        ab.configure_xdist(config, config.option.energy_ab_python, options["ab_env"], options["update_baselines"])
     except EnergyUsageError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -179,21 +178,23 @@ def _plan_gpus(config: pytest.Config, session: EnergySession) -> xdist_support.G
                                      auto=xdist_support.asked_for_auto(config))
     # The controller measures nothing, but its meter describes the hardware stored with every baseline:
     # make it one worker's view (one GPU), so a baseline's gpu_count matches what a worker measures.
-    from .meters.nvml import NvmlMeter
-
-    session.meter.close()
-    session.meter = NvmlMeter(devices=devices[:1])
+    _meter_of_first_gpu(session)
     return xdist_support.GpuAssignment([d.uuid for d in devices])
 
 
 def _one_gpu_for_arms(session: EnergySession) -> None:
     """A/B: both arms run on the first visible GPU, and the controller's meter measures that one alone."""
-    devices = list(session.meter.devices)
-    if len(devices) > 1:
-        from .meters.nvml import NvmlMeter
+    if len(session.meter.devices) > 1:
+        _meter_of_first_gpu(session)
 
-        session.meter.close()
-        session.meter = NvmlMeter(devices=devices[:1])
+
+def _meter_of_first_gpu(session: EnergySession) -> None:
+    from .meters.nvml import NvmlMeter
+
+    first, min_window_s = list(session.meter.devices)[:1], session.meter.min_window_s  # with --energy-min-window
+    session.meter.close()
+    session.meter = NvmlMeter(devices=first)
+    session.meter.min_window_s = min_window_s
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -376,7 +377,8 @@ def pytest_runtest_call(item: pytest.Item):
     if worker is not None:  # which worker measured it; measurement.devices says which GPU
         record = {**record, "worker": worker}
     if session.ab_arm:  # A/B: the controller pairs the arms' records and judges them
-        record = {**record, "arm": session.ab_arm, "stack": session.fingerprint(), "memory_gib": ab.held_memory_gib()}
+        record = {**record, "arm": session.ab_arm, "stack": session.fingerprint(), "memory_gib": ab.held_memory_gib(),
+                  "strict": fixture.settings.strict}
     item.stash[RECORD_KEY] = record
     _attach_properties(item, record)
     if session.ab_arm:

@@ -398,8 +398,9 @@ def other_cards(baseline: Sequence[Run] | None, current: Run) -> set[frozenset[s
 
 def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
             confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR, evidence: Evidence = NO_EVIDENCE,
-            run_to_run: bool = True) -> Decision:
-    """The verdict of this run against the runs recorded for its baseline (none: `new`)."""
+            run_to_run: bool = True, against: str | None = None) -> Decision:
+    """The verdict of this run against the runs recorded for its baseline (none: `new`); `against` names
+    the baseline in the reason (default: its recorded runs)."""
     check_settings(tolerance, confidence)
     baseline = list(baseline or ())
     reference = baseline or [current]  # with no baseline: what a baseline like this run could detect
@@ -420,8 +421,7 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     d, low, high, p = float(found.d[0]), float(found.low[0]), float(found.high[0]), float(found.p_value[0])
     verdict = VERDICTS[int(found.verdict[0])]
     significant = p < 1 - confidence
-    against = (f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}" if run_to_run
-               else "against the other arm, turn about")
+    against = against or f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}"
     reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,
                      tolerance, detectable, against)
     return Decision(verdict, _ratio(d), _ratio(d) - 1, _ratio(low), _ratio(high), p, significant,

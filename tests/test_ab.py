@@ -255,6 +255,20 @@ def test_b_is_judged_against_a_trial_by_trial():
     assert pair(a, record([1.0, 1.01, 0.99, 1.0, 1.005]))["verdict"] == "unchanged"
 
 
+def test_one_trial_an_arm_is_no_verdict():
+    # one window each has no spread: a 6% difference would otherwise come out "regressed" with p = 0
+    paired = pair(record([1.0]), record([1.06]))
+    assert paired["verdict"] == "inconclusive" and paired["refused_note"] == "one trial an arm"
+    assert "use --energy-trials=2 or more" in paired["refused"]
+
+
+def test_the_pair_carries_arm_a_flags_and_notes_too():
+    a = {**record([1.0, 1.01, 0.99]), "flags": ["throttled"], "notes": ["GPU 0: clocks slowed by hw-thermal 30%"]}
+    paired = pair(a, {**record([1.0, 1.01, 0.99]), "flags": ["short-window"]})
+    assert paired["flags"] == ["short-window", "throttled"]
+    assert "arm A: GPU 0: clocks slowed by hw-thermal 30%" in paired["notes"]
+
+
 def test_arms_that_stopped_at_other_trial_counts_are_judged_as_two_runs():
     # adaptive trials: no pairs to form, so each arm's trials are one run and only trial noise counts
     paired = pair(record([1.0, 1.01, 0.99, 1.0, 1.005]), record([1.10, 1.11, 1.09]))
@@ -412,6 +426,15 @@ def test_ab_usage_errors_stop_the_run_before_anything_starts(pytester, args, mes
     result = pytester.runpytest_subprocess(*ARGS, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def test_an_update_asked_for_in_the_ini_is_refused_in_ab_too(pytester):
+    pytester.makeini("[pytest]\nenergy_update_baselines = true\n")
+    pytester.makepyfile(test_ab=TESTS)
+    result = pytester.runpytest_subprocess(*ARGS, f"--energy-ab={sys.executable}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "records nothing: drop --energy-update-baselines" in result.stderr.str()
+    assert not (pytester.path / "baselines").exists()
 
 
 def test_arm_a_settings_without_ab_are_an_error(pytester):
