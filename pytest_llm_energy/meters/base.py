@@ -58,6 +58,10 @@ class Meter(ABC):
     def abort(self, start: Any) -> None:  # noqa: B027 - most meters hold nothing open between begin and end
         """Close a window whose work failed, without reading it."""
 
+    def reserve(self) -> None:  # noqa: B027 - only a meter shared with another process has anyone to wait for
+        """Wait until the device is this process's to measure on, before work that starts ahead of its window
+        (a server's load runs before the steady window opens)."""
+
     @abstractmethod
     def idle_watts(self) -> float:
         """Idle power of the measured devices (summed), measured once and cached."""

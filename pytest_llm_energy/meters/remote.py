@@ -193,6 +193,9 @@ class WindowServer:
         if kind == "collected":
             self.turns.collected(arm, request[2])
             return "ok", start
+        if kind == "reserve":
+            self.turns.before_window(arm)
+            return "yours", start
         if kind == "begin":
             self.turns.before_window(arm)
             return "open", self.meter.begin() if self.reads else None
@@ -259,6 +262,11 @@ class RemoteMeter(Meter):
     def finish(self) -> None:
         """The arm's tests are done: hold the device through its teardown, until its process has gone."""
         self._ask("enter", SESSION_END)
+
+    def reserve(self) -> None:
+        """Wait for this arm's turn without opening the window yet: the other arm's load is not running
+        while this one's starts (two vLLM servers on one host starve each other's start-up)."""
+        self._ask("reserve")
 
     def begin(self) -> Any:
         self._ask("begin")
