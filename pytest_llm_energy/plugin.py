@@ -23,7 +23,7 @@ from .meters import make_meter, resolve_gpu_key
 from .models import resolve_model
 from .progress import ProgressLine
 from .report import (
-    describe_arm_a,
+    ab_against,
     failure_message,
     header_line,
     junit_properties,
@@ -204,8 +204,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     o = session.options
     mode = "updating" if session.update else "not updating"
     trials = f"{o['trials']}" + (f"..{o['max_trials']}" if o["max_trials"] and o["max_trials"] > o["trials"] else "")
-    against = (f"A/B turn about, arm B (this interpreter) against arm A ({describe_arm_a(session.ab_arms)}); "
-               "no baselines read or written" if session.ab_arms else f"baselines {session.store.folder} ({mode})")
+    against = (f"{ab_against(session.ab_arms)}; no baselines read or written" if session.ab_arms
+               else f"baselines {session.store.folder} ({mode})")
     lines = [
         f"energy: gpu key {session.gpu_key!r}, meter {session.meter.describe()}",
         f"energy: {against}, tolerance {o['tolerance']:.0%}, trials {trials}, "
@@ -583,7 +583,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr = terminalreporter
     tr.section("energy")
     document = {"gpu": session.gpu_key, "meter": session.meter.name, "estimated": session.meter.estimated,
-                "baselines": str(session.store.folder), "mode": "ab" if session.ab_arms else "baseline",
+                "baselines": str(session.store.folder), "mode": session.mode,
                 "arms": session.ab_arms}
     tr.write_line(header_line(document))
     if session.meter.estimated:

@@ -82,11 +82,16 @@ def describe_arm_a(arms: dict) -> str:
     return ", ".join([display_path(arm_a["python"]), *settings])
 
 
+def ab_against(arms: dict) -> str:
+    """What an A/B run compares, as its headers say it."""
+    return f"A/B turn about, arm B (this interpreter) against arm A ({describe_arm_a(arms)})"
+
+
 def header_line(document: dict) -> str:
     meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
     if document.get("mode") == "ab":
-        return (f"J per output token on {document['gpu']}, meter {meter}, A/B turn about: arm B (this "
-                f"interpreter) against arm A ({describe_arm_a(document['arms'])}); 'baseline' is arm A")
+        return (f"J per output token on {document['gpu']}, meter {meter}, {ab_against(document['arms'])}; "
+                "'baseline' is arm A")
     folder = document.get("baselines_folder") or document["baselines"]
     return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
 
@@ -249,7 +254,7 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
         "unused_baseline_entries": session.unused_entries(),
-        "mode": "ab" if session.ab_arms else "baseline",
+        "mode": session.mode,
         "arms": session.ab_arms,
         "written": [
             {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted),

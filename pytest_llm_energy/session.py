@@ -68,6 +68,11 @@ class EnergySession:
     def update(self) -> bool:
         return bool(self.options["update_baselines"])
 
+    @property
+    def mode(self) -> str:
+        """How this run judges, as reports name it: against stored baselines, or arm B against arm A."""
+        return "ab" if self.ab_arms else "baseline"
+
     def fingerprint(self) -> dict:
         return stack.collect(self.meter.hardware())
 
