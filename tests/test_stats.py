@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from pytest_llm_energy import stats
 from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare, decide, should_stop, summarize
@@ -166,6 +167,28 @@ def test_three_times_the_energy_at_three_trials_a_side_is_regressed():
     assert decision.verdict == "regressed" and decision.p_value < 0.01
 
 
+def test_three_times_the_energy_is_regressed_at_three_trials_a_side_with_wide_trials():
+    # Trials 32% apart around each median: the earlier rule read the medians' t at the spread's 4 degrees of
+    # freedom (p=0.012, inconclusive); a median difference over its se has lighter tails (t at about 4.8)
+    base, current = [1.0, 1.32, 1 / 1.32], [3.0, 3 * 1.32, 3 / 1.32]
+    decision = decide(base, current, TOLERANCE)
+    assert decision.verdict == "regressed" and 0.005 < decision.p_value < 0.01
+
+
+def test_the_medians_degrees_of_freedom_match_a_simulation_of_median_differences():
+    # Two runs of three normal trials: medians' difference over sqrt(cost) x the pooled se of means
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((2, 400_000, 3))
+    pooled = (a.var(axis=1, ddof=1) + b.var(axis=1, ddof=1)) / 2
+    ratio = (np.median(a, axis=1) - np.median(b, axis=1)) / np.sqrt(stats.median_cost(3) * 2 / 3 * pooled)
+    simulated = np.quantile(np.abs(ratio), 0.99)
+    df = stats.median_trial_df(4, stats.median_cost(3), 0.99)
+    assert 4.6 < df < 5.1
+    assert student_t.ppf(0.995, df) == pytest.approx(simulated, rel=0.02)
+    assert student_t.ppf(0.995, 4) > 1.1 * simulated  # t at the spread's own 4 degrees of freedom: too wide
+    assert stats.median_trial_df(4, 1.0, 0.99) == 4  # means (one or two trials a run): t as it stands
+
+
 def test_a_tie_inside_one_side_does_not_change_the_verdict():
     # The earlier rule switched its rank test to a normal approximation on a tie and flipped this verdict
     current = [1.5, 1.51, 1.52, 1.53, 1.54]
@@ -211,6 +234,26 @@ def test_the_prior_weighs_less_as_runs_are_recorded():
     few = compare(history(steady(2, 0.002)), current, TOLERANCE, prior=Prior(run=0.08))
     many = compare(history(steady(10, 0.002)), current, TOLERANCE, prior=Prior(run=0.08))
     assert many.noise.run < few.noise.run < 0.08 and many.ci_high < few.ci_high
+
+
+def test_ten_steady_runs_outweigh_the_prior_with_its_weight_plus_theirs_in_degrees_of_freedom():
+    # Quiet trials: the run scatter's degrees of freedom are the prior's 3 plus the runs' 9, as the conjugate
+    # prior's posterior has them; the earlier rule took Var(prior) at the prior itself, far above the blend,
+    # and kept 3 however steady the runs, so the test could catch no rise under 18%
+    quiet = [Run.of([level * 0.9999, level, level * 1.0001]) for level in steady(10, 0.0)]
+    decision = compare(quiet, Run.of([1.0, 1.0001, 0.9999]), TOLERANCE)
+    assert decision.noise.run_df == pytest.approx(stats.PRIOR_WEIGHT + 9, rel=1e-3)
+    assert decision.detectable < 0.11
+    moving = [Run.of([level * 0.9999, level, level * 1.0001]) for level in steady(10, 0.06)]
+    assert compare(moving, Run.of([1.0, 1.0001, 0.9999]), TOLERANCE).noise.run_df == pytest.approx(12, rel=1e-3)
+
+
+def test_runs_scattered_by_trial_noise_leave_fewer_degrees_of_freedom():
+    # Run medians that differ only as their 15% trials make them: their scatter says little about the runs
+    noisy = [Run.of(lognormal(3, 0.15, seed=i, scale=level)) for i, level in enumerate(steady(10, 0.01))]
+    quiet = [Run.of(lognormal(3, 0.001, seed=i, scale=level)) for i, level in enumerate(steady(10, 0.01))]
+    current = Run.of(lognormal(3, 0.01, seed=11))
+    assert compare(noisy, current, TOLERANCE).noise.run_df < compare(quiet, current, TOLERANCE).noise.run_df - 3
 
 
 def test_the_sets_other_tests_speak_for_a_test_with_one_run():
