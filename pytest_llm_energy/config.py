@@ -182,6 +182,8 @@ OPTIONS: tuple[Option, ...] = (
            repeat=True),
     Option("ab_option", _backend_option, (), "A/B: a backend option of arm A's energy.run, KEY=VALUE such as "
            "compile=true (repeatable)", repeat=True),
+    Option("no_reference", _flag, False, "skip the reference kernels a GPU run measures before its tests "
+           "(a bf16 matmul and a copy, about 2 s each, kept with each recorded run)", flag=True),
     Option("cpu_watts_per_core", _positive_float, 10.0,
            "watts per busy core for the CPU-time estimate where RAPL is unreadable (default: 10)"),
 )

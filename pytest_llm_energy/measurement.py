@@ -11,6 +11,7 @@ FLAG_OTHER_PROCESSES = "other-processes"  # another process used a measured GPU
 FLAG_THROTTLED = "throttled"  # thermal or power slowdown during the window
 FLAG_POWER_LIMIT_CHANGED = "power-limit-changed"
 FLAG_POWER_INTEGRATED = "power-integrated"  # no energy counter: instant power integrated instead
+FLAG_HOST_BOUND = "host-bound"  # the GPU ran kernels for little of the window: it waited on the host
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Reading:
     devices: tuple[DeviceEnergy, ...] = ()
     flags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # human-readable detail for each flag
+    busy_share: float | None = None  # share of the window the GPUs ran kernels (None: not known)
+    power_limit_watts: float | None = None  # summed over the measured devices
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Measurement:
     notes: tuple[str, ...] = ()
     warmup: bool = False  # a warm-up window: kept for the record, never compared
     latency: dict = field(default_factory=dict)  # TTFT / inter-token latency where a backend reports them
+    busy_share: float | None = None
+    power_limit_watts: float | None = None
 
     @classmethod
     def from_reading(
@@ -67,11 +72,17 @@ class Measurement:
             meter=reading.meter, estimated=reading.estimated, idle_watts=reading.idle_watts,
             input_tokens=input_tokens, requests=requests, repeats=repeats, devices=reading.devices,
             flags=reading.flags, notes=reading.notes, warmup=warmup, latency=dict(latency or {}),
+            busy_share=reading.busy_share, power_limit_watts=reading.power_limit_watts,
         )
 
     @property
     def average_watts(self) -> float:
         return self.joules / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def power_share(self) -> float | None:
+        """Average power as a share of the power limit: how near the GPU ran to its cap."""
+        return self.average_watts / self.power_limit_watts if self.power_limit_watts else None
 
     @property
     def joules_above_idle(self) -> float:
@@ -100,5 +111,6 @@ class Measurement:
         data = asdict(self)
         data["joules_per_output_token"] = self.joules_per_output_token
         data["average_watts"] = self.average_watts
+        data["power_share"] = self.power_share
         data["joules_above_idle"] = self.joules_above_idle
         return data

@@ -27,7 +27,9 @@ from .report import (
     failure_message,
     header_line,
     junit_properties,
+    reference_line,
     run_document,
+    run_reference,
     terminal_table,
     tests_text,
     verdict_counts,
@@ -588,6 +590,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(header_line(document))
     if session.meter.estimated:
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
+    reference = run_reference(session)
+    if reference:
+        tr.write_line(reference_line(reference))
     if records:
         tr.write_line(terminal_table(records))
         tr.write_line(f"{tests_text(len(records))}: {verdict_counts(records)}")

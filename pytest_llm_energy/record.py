@@ -31,6 +31,9 @@ def measurement_summary(measurements: Sequence[Measurement]) -> dict:
         "joules": _median([m.joules for m in measurements]),
         "seconds": _median([m.seconds for m in measurements]),
         "average_watts": _median([m.average_watts for m in measurements]),
+        # How GPU-bound the windows were: power against the limit, and the share of time kernels ran.
+        "power_share": _median_known([m.power_share for m in measurements]),
+        "busy_share": _median_known([m.busy_share for m in measurements]),
         "idle_watts": first.idle_watts,
         "joules_above_idle": _median([m.joules_above_idle for m in measurements]),
         "joules_per_total_token": _median([m.joules_per_total_token for m in measurements]),
@@ -45,6 +48,10 @@ def measurement_summary(measurements: Sequence[Measurement]) -> dict:
         ],
         "latency": _median_latency(measurements),
     }
+
+
+def _median_known(values: Sequence[float | None]) -> float | None:
+    return _median([value for value in values if value is not None])
 
 
 def _median_latency(measurements: Sequence[Measurement]) -> dict:

@@ -20,7 +20,7 @@ REPORT_SCHEMA = "pytest-llm-energy/report"
 REPORT_SCHEMA_VERSION = 1
 AB_PAIR = "B against A"  # the arm of an A/B pair's record (ab.py): arm B judged against arm A
 
-COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "notes")
+COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "GPU busy, power", "notes")
 
 
 def _finite(value) -> bool:
@@ -40,6 +40,18 @@ def interval(record: dict) -> str:
     if not (_finite(low) and _finite(high)):
         return "-"
     return f"{low - 1:+.1%}..{high - 1:+.1%}"
+
+
+def gpu_load(record: dict) -> str:
+    """How GPU-bound the windows were: the share of time kernels ran, and average against capped power."""
+    summary = record.get("measurement") or {}
+    busy, watts, power = summary.get("busy_share"), summary.get("average_watts"), summary.get("power_share")
+    parts = [f"{busy:.0%}" if _finite(busy) else "-"]
+    if _finite(watts) and _finite(power) and power > 0:
+        parts.append(f"{watts:.0f}/{watts / power:.0f} W")
+    elif _finite(watts) and not record.get("estimated"):
+        parts.append(f"{watts:.0f} W")
+    return ", ".join(parts) if parts != ["-"] else "-"
 
 
 def noise_note(detectable) -> str:
@@ -66,7 +78,7 @@ def notes(record: dict) -> str:
 def rows(records: Iterable[dict]) -> list[list[str]]:
     return [
         [r["nodeid"], joules(r.get("joules_per_token")), joules(r.get("baseline_joules_per_token")),
-         percent(r.get("delta")), interval(r), r.get("verdict", "-"), notes(r)]
+         percent(r.get("delta")), interval(r), r.get("verdict", "-"), gpu_load(r), notes(r)]
         for r in records
     ]
 
@@ -94,6 +106,13 @@ def header_line(document: dict) -> str:
                 "'baseline' is arm A")
     folder = document.get("baselines_folder") or document["baselines"]
     return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
+
+
+def reference_line(reference: Mapping) -> str:
+    """The card's reference kernels as a header line (reference.py)."""
+    return (f"Reference kernels on this GPU: matmul {reference['compute_joules_per_tflop']:.3g} J/TFLOP at "
+            f"{reference['compute_watts']:.0f} W, copy {reference['memory_joules_per_gb']:.3g} J/GB at "
+            f"{reference['memory_watts']:.0f} W")
 
 
 def count_text(counts: Mapping[str, int]) -> str:
@@ -210,6 +229,8 @@ def markdown(document: dict) -> str:
     lines = ["## Energy report", "", header_line(document) + "."]
     if document.get("meter_description"):
         lines += ["", f"Meter: {markdown_cell(document['meter_description'])}."]
+    if document.get("reference"):
+        lines += ["", reference_line(document["reference"]) + "."]
     if document["estimated"]:
         lines += ["", "> **ESTIMATED**: no energy counter was read; these numbers are an estimate for trying "
                       "the plugin out, not a measurement to guard energy with."]
@@ -253,6 +274,7 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "duration_s": session.duration_s(),
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
+        "reference": run_reference(session),
         "unused_baseline_entries": session.unused_entries(),
         "mode": session.mode,
         "arms": session.ab_arms,
@@ -265,6 +287,13 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
     if workers:
         document["workers"] = dict(workers)  # xdist worker id -> the UUID of the GPU it measured
     return document
+
+
+def run_reference(session: EnergySession) -> dict | None:
+    """The reference kernels of this run: the session's own, else (xdist controller) a worker's."""
+    found = [record["run"]["reference"] for record in session.records.values()
+             if isinstance(record.get("run"), Mapping) and record["run"].get("reference")]
+    return session.reference or (found[0] if found else None)
 
 
 def write_run_reports(document: dict, *, json_path: str | None, md_path: str | None,

@@ -24,6 +24,7 @@ from .meters import make_meter
 from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
+from .reference import measure_reference
 from .runner import WorkloadRunner
 from .stats import IMPROVED, REGRESSED, Evidence, Run
 from .trials import TrialPlan
@@ -47,6 +48,7 @@ class EnergySession:
         self._runner: WorkloadRunner | None = None
         self._pool = None
         self._idle_measured = False
+        self.reference: dict | None = None  # the reference kernels on this run's GPU (reference.py)
         self._evidence: Evidence | None = None
         self.progress = lambda text: None  # the plugin installs a terminal writer
         self.records: dict[str, dict] = {}  # nodeid -> record (controller: from every process)
@@ -85,6 +87,10 @@ class EnergySession:
         if not self._idle_measured:
             self._idle_measured = True
             self.meter.idle_watts()
+            if self.meter.name == "nvml" and not (self.options["no_reference"] or self.options["ab"]):
+                self.progress("reference kernels (matmul, copy) on this GPU")
+                found = measure_reference(self.meter)
+                self.reference = found.to_dict() if found else None
         return self.meter
 
     @property
@@ -171,12 +177,15 @@ class EnergySession:
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
         )
-        return build_record(
+        record = build_record(
             nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
             baseline_joules_per_token=entry.joules_per_token if entry else None, workload=workload,
             backend=fixture.backend_description, meter=self.meter.name, estimated=self.meter.estimated,
             notes=notes, flags=flags,
         )
+        if self.reference:  # kept with the run it describes (an xdist worker measured its own GPU)
+            record["run"]["reference"] = self.reference
+        return record
 
     # -- the controller's end of the run ---------------------------------------------------------------------
     def collect(self, nodeid: str, record: dict | None, outcome: str) -> None:

@@ -35,6 +35,8 @@ class FakeGpu:
     # offers no durations, only the reasons in force now (nvmlDeviceGetCurrentClocksEventReasons).
     clock_event_shares: dict[int, float] | None = None
     clock_event_bits: int = 0
+    # Share of each utilization sample period a kernel ran (0..1); None: the driver keeps no samples.
+    busy_share: float | None = None
 
 
 class Clock:
@@ -90,6 +92,12 @@ class _Value:
     sllVal: int = 0
     siVal: int = 0
     usVal: int = 0
+
+
+@dataclass
+class _Sample:
+    timeStamp: int
+    sampleValue: _Value
 
 
 @dataclass
@@ -177,6 +185,15 @@ class FakeNvml:
             else:
                 fields.append(_Field(field_id, NVML_ERROR_NOT_SUPPORTED, 3, _Value()))
         return fields
+
+    def nvmlDeviceGetSamples(self, handle, sampling_type: int, last_seen_us: int):
+        """Utilization samples every 1/6 s of simulated time (stamped in its microseconds) after last_seen_us."""
+        gpu = self._gpu(handle)
+        if gpu.busy_share is None or sampling_type != 1:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        period_us, now_us = 1e6 / 6, self.clock.now * 1e6
+        stamps = [i * period_us for i in range(int(last_seen_us // period_us) + 1, int(now_us // period_us) + 1)]
+        return 1, [_Sample(int(t), _Value(uiVal=round(gpu.busy_share * 100))) for t in stamps]
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle) -> int:
         return self._gpu(handle).power_limit_mw

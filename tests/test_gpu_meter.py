@@ -74,3 +74,36 @@ def test_a_meter_on_one_gpu_does_not_count_work_on_another(meter):
     print(f"quiet GPU {quiet_watts:.0f} W (idle {idle_first:.0f} W), busy GPU {busy_watts:.0f} W")
     assert quiet_watts < 1.3 * idle_first
     assert busy_watts > 2 * quiet_watts
+
+
+def test_busy_share_tells_a_busy_gpu_from_one_that_waits_on_the_host(meter):
+    """NVML's utilization samples: back-to-back matmuls keep the GPU busy; a host that sleeps between small
+    kernels leaves it idle most of the window, which the meter flags host-bound."""
+    torch = pytest.importorskip("torch")
+    start = meter.begin()
+    _busy(torch, meter.devices[0].index, 1.5)
+    busy = meter.end(start)
+    small = torch.ones(1024, device=f"cuda:{meter.devices[0].index}")
+    start = meter.begin()
+    deadline = time.perf_counter() + 1.5
+    while time.perf_counter() < deadline:
+        small.add_(1)
+        torch.cuda.synchronize()
+        time.sleep(0.01)
+    waiting = meter.end(start)
+    assert busy.busy_share is not None and waiting.busy_share is not None, "no NVML utilization samples"
+    assert busy.busy_share > 0.75 and "host-bound" not in busy.flags
+    assert waiting.busy_share < 0.3 and "host-bound" in waiting.flags
+    assert busy.power_limit_watts and busy.power_limit_watts > 100
+
+
+def test_reference_kernels_measure_compute_and_memory_energy(meter):
+    pytest.importorskip("torch")
+    from pytest_llm_energy.reference import measure_reference
+
+    reference = measure_reference(meter, seconds=1.2)
+    assert reference is not None
+    # An H100 or H200 at 700 W: about 1 J per bf16 TFLOP and under 1 J per GB copied, far above zero.
+    assert 0.05 < reference.compute_joules_per_tflop < 20
+    assert 0.001 < reference.memory_joules_per_gb < 5
+    assert reference.compute_watts > 1.5 * meter.idle_watts()

@@ -20,7 +20,8 @@ from .fake_nvml import Clock, FakeGpu, FakeNvml
 def make_meter(*gpus, **kwargs):
     clock = Clock()
     nvml = FakeNvml(list(gpus), clock, **kwargs)
-    meter = NvmlMeter(visible_devices(nvml, None), nvml=nvml, clock=clock, sleep=clock.sleep, idle_seconds=1.0)
+    meter = NvmlMeter(visible_devices(nvml, None), nvml=nvml, clock=clock, sleep=clock.sleep, idle_seconds=1.0,
+                      wall_clock=clock)
     return meter, nvml, clock
 
 
@@ -85,6 +86,25 @@ def test_without_durations_the_reasons_at_the_window_ends_are_named_as_such():
     assert set(reading.flags) == {"throttled", "power-capped"}
     assert "GPU 0: clocks slowed by hw-thermal at the window's start or end" in reading.notes
     assert "GPU 0: clocks held at its power cap at the window's start or end" in reading.notes
+
+
+@pytest.mark.parametrize(("busy", "host_bound"), [(0.97, False), (0.55, False), (0.45, True)])
+def test_busy_share_from_utilization_samples_and_host_bound_below_the_floor(busy, host_bound):
+    meter, _, clock = make_meter(FakeGpu("GPU-a", watts=350.0, busy_share=busy))
+    reading = measure(meter, clock, 2.0)
+    assert reading.busy_share == pytest.approx(busy, abs=0.005)
+    assert reading.power_limit_watts == 700.0
+    assert ("host-bound" in reading.flags) is host_bound
+    if host_bound:
+        assert f"GPU busy {busy:.0%} of the window (NVML utilization samples)" in " ".join(reading.notes)
+
+
+def test_busy_share_is_unknown_without_samples_and_averaged_over_gpus():
+    meter, _, clock = make_meter(FakeGpu("GPU-a"))  # the driver keeps no utilization samples
+    reading = measure(meter, clock, 2.0)
+    assert reading.busy_share is None and "host-bound" not in reading.flags
+    meter, _, clock = make_meter(FakeGpu("GPU-a", busy_share=1.0), FakeGpu("GPU-b", busy_share=0.5))
+    assert measure(meter, clock, 2.0).busy_share == pytest.approx(0.75)
 
 
 def test_window_shorter_than_a_tick_is_flagged_never_zero():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import EnergyUsageError, MeterError
 from ..measurement import (
     FLAG_BELOW_TICK,
+    FLAG_HOST_BOUND,
     FLAG_OTHER_PROCESSES,
     FLAG_POWER_INTEGRATED,
     FLAG_POWER_LIMIT_CHANGED,
@@ -50,6 +51,11 @@ BENIGN_REASONS = {"sw-power-cap"}
 # A reason that held the clocks for less of the window than this is left out: a GPU touches its power cap
 # for moments in almost every busy window, and a flag on every result would say nothing.
 CLOCK_EVENT_SHARE = 0.10
+UTILIZATION_SAMPLES = 1  # NVML_GPU_UTILIZATION_SAMPLES: % of each sample period a kernel was running
+# A window whose GPU ran kernels for less than half of it waited on the host (Python dispatch, a server's
+# scheduler): its joules move with the host CPU, so such bins are noisy between runs and runners. Back-to-back
+# matmuls synchronised every 10 read 86%, so the samples never quite reach 100% (benchmarks/README.md §10).
+HOST_BOUND_BUSY = 0.50
 
 
 def load_nvml():
@@ -138,6 +144,7 @@ class _DeviceStart:
 @dataclass
 class _WindowStart:
     at: float
+    wall_us: int  # NVML's utilization samples are stamped in wall-clock microseconds
     devices: list[_DeviceStart]
     pids: set[int]
     unaligned: list[str] = field(default_factory=list)
@@ -180,7 +187,8 @@ class NvmlMeter(Meter):
     estimated = False
 
     def __init__(self, devices: list[GpuDevice] | None = None, *, nvml=None, align: bool = True,
-                 idle_seconds: float = 2.0, clock=time.perf_counter, sleep=time.sleep) -> None:
+                 idle_seconds: float = 2.0, clock=time.perf_counter, sleep=time.sleep,
+                 wall_clock=time.time) -> None:
         self.nvml = nvml if nvml is not None else load_nvml()
         self.devices = devices if devices is not None else visible_devices(self.nvml)
         if not self.devices:
@@ -193,6 +201,7 @@ class NvmlMeter(Meter):
         self.min_window_s = MIN_PRECISE_WINDOW_S
         self._clock = clock
         self._sleep = sleep
+        self._wall_clock = wall_clock
         self._idle: list[float] | None = None
         self.has_counter = [self._counter_supported(h) for h in self.handles]
         if any(self.has_counter) and not all(self.has_counter):
@@ -299,7 +308,8 @@ class NvmlMeter(Meter):
             for tick, w, h in zip(ticks, watts, self.handles, strict=True)
         ]
         integrator = None if all(self.has_counter) else _PowerIntegrator(self._all_watts)
-        return _WindowStart(self._clock(), starts, self._pids(), unaligned, integrator)
+        return _WindowStart(self._clock(), int(self._wall_clock() * 1e6), starts, self._pids(), unaligned,
+                            integrator)
 
     def abort(self, start: _WindowStart) -> None:
         if start.integrator is not None:  # its thread must not outlive the window
@@ -340,6 +350,11 @@ class NvmlMeter(Meter):
                 if flag not in flags:
                     flags.append(flag)
                 notes.append(note)
+        busy = self._busy_share(start.wall_us, int(self._wall_clock() * 1e6))
+        if busy is not None and busy < HOST_BOUND_BUSY:
+            flags.append(FLAG_HOST_BOUND)
+            notes.append(f"GPU busy {busy:.0%} of the window (NVML utilization samples): it waited on the host, "
+                         "so runs of this bin move with the host CPU")
         if start.unaligned:
             notes.append("counter did not tick within 0.5 s; window not aligned on " + ", ".join(start.unaligned))
         others = self._other_pids(start.pids | self._pids())
@@ -356,6 +371,7 @@ class NvmlMeter(Meter):
         return Reading(
             joules=sum(d.joules for d in per_device), seconds=seconds, meter=self.name, estimated=False,
             idle_watts=sum(idle), devices=tuple(per_device), flags=tuple(flags), notes=tuple(notes),
+            busy_share=busy, power_limit_watts=self._limit_watts(),
         )
 
     def _device_flags(self, device: GpuDevice, handle, begun: _DeviceStart,
@@ -387,6 +403,25 @@ class NvmlMeter(Meter):
         shares = {name: min(1.0, (ns - begun.throttle_ns[name]) / window_ns)
                   for name, ns in self._throttle_ns(handle).items() if name in begun.throttle_ns}
         return {name: f"{share:.0%} of the window" for name, share in shares.items() if share >= CLOCK_EVENT_SHARE}
+
+    def _busy_share(self, start_us: int, end_us: int) -> float | None:
+        """The share of the window the GPUs ran kernels: the mean of NVML's utilization samples stamped
+        inside it, averaged over the devices; None where the driver keeps no samples or none fell inside."""
+        shares = []
+        for handle in self.handles:
+            try:
+                kind, samples = self.nvml.nvmlDeviceGetSamples(handle, UTILIZATION_SAMPLES, start_us)
+            except (self.nvml.NVMLError, AttributeError):
+                return None
+            values = [_sample_number(s.sampleValue, kind) for s in samples if start_us < s.timeStamp <= end_us]
+            if not values:
+                return None
+            shares.append(min(1.0, sum(values) / len(values) / 100.0))
+        return sum(shares) / len(shares)
+
+    def _limit_watts(self) -> float | None:
+        limits = [self._power_limit(handle) for handle in self.handles]
+        return None if None in limits else sum(limits) / 1000.0
 
     def _other_pids(self, pids: set[int]) -> set[int]:
         ours = {os.getpid()}
@@ -447,7 +482,14 @@ class NvmlMeter(Meter):
             pass
 
 
+VALUE_FIELDS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}  # nvmlValueType_t
+
+
 def _field_number(value) -> float:
     """The number in an nvmlFieldValue_t, whatever its declared type."""
-    kinds = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
-    return float(getattr(value.value, kinds.get(value.valueType, "ullVal")))
+    return _sample_number(value.value, value.valueType)
+
+
+def _sample_number(value, kind: int) -> float:
+    """The number in an nvmlValue_t union of the given nvmlValueType_t."""
+    return float(getattr(value, VALUE_FIELDS.get(kind, "ullVal")))

@@ -1,0 +1,88 @@
+"""The card's own reference: a fixed compute-bound and a fixed memory-bound kernel, measured once a run.
+
+Two cards of one model draw different energy for the same work (benchmarks/README.md section 6). A run on a
+GPU measures, before its tests, a bf16 matmul (compute-bound) and a device-to-device copy (memory-bound),
+each for about `seconds`, and every recorded run keeps the result beside its J/token. Whether dividing a
+bin by it narrows the card-to-card spread is measured from those records
+(benchmarks/reference_spread.py); the verdicts do not use it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from .meters.base import Meter
+
+MATMUL_SIZE = 8192  # a square bf16 matmul this size runs near the tensor-core peak of an H100 or H200
+COPY_BYTES = 2**30  # each copy reads and writes 1 GiB: far beyond the L2 cache, so HBM-bound
+CALIBRATION_CALLS = 5
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Energy per unit of fixed work on this card, with the power it ran at."""
+
+    compute_joules_per_tflop: float  # bf16 matmul
+    memory_joules_per_gb: float  # bytes read plus written by the copy
+    compute_watts: float
+    memory_watts: float
+    flags: tuple[str, ...] = ()  # the meter's flags on either window (power-capped, throttled, ...)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["flags"] = list(self.flags)
+        return {key: round(value, 5) if isinstance(value, float) else value for key, value in data.items()}
+
+
+def _timed_window(meter: Meter, call, seconds: float):
+    """`call` repeated for about `seconds` inside one window; returns the reading and the repeat count."""
+    torch = sys.modules["torch"]
+    for _ in range(2):  # first calls pick kernels and warm the clocks
+        call()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(CALIBRATION_CALLS):
+        call()
+    torch.cuda.synchronize()
+    per_call = max((time.perf_counter() - started) / CALIBRATION_CALLS, 1e-6)
+    repeats = max(1, math.ceil(seconds / per_call))
+    with meter.window() as window:
+        for _ in range(repeats):
+            call()
+    return window.reading, repeats
+
+
+def _matmuls(torch, meter: Meter, seconds: float):
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn_like(a)
+    product = torch.empty_like(a)
+    return _timed_window(meter, lambda: torch.mm(a, b, out=product), seconds)
+
+
+def _copies(torch, meter: Meter, seconds: float):
+    source = torch.empty(COPY_BYTES // 2, dtype=torch.bfloat16, device="cuda")
+    target = torch.empty_like(source)
+    return _timed_window(meter, lambda: target.copy_(source), seconds)
+
+
+def measure_reference(meter: Meter, seconds: float = 2.0) -> Reference | None:
+    """Both kernels on the first measured GPU; None where torch has no CUDA device to run them on."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        try:
+            import torch
+        except ImportError:
+            return None
+    if not torch.cuda.is_available():
+        return None
+    compute, matmuls = _matmuls(torch, meter, seconds)
+    memory, copies = _copies(torch, meter, seconds)
+    torch.cuda.empty_cache()  # the buffers went with the helpers' frames
+    tflop = 2 * MATMUL_SIZE**3 * matmuls / 1e12
+    gigabytes = 2 * COPY_BYTES * copies / 1e9
+    flags = tuple(sorted(set(compute.flags) | set(memory.flags)))
+    return Reference(compute.joules / tflop, memory.joules / gigabytes, compute.joules / compute.seconds,
+                     memory.joules / memory.seconds, flags)
