@@ -3,6 +3,10 @@
 A suite file marks its tests `@pytest.mark.suite(profile="gpu")` (or "cpu") and asks for the bins of a trace
 with `@pytest.mark.trace_workloads(trace=..., top_k=..., decodings=...)`; the batch sizes come from
 `--suite-batch-sizes` (or the ini key `suite_batch_sizes`), so one flag sizes a run to a runner.
+
+The GPU suites run HF `generate` compiled (static cache + CUDA graphs, `compile=True`): eager HF at these
+sizes leaves the GPU idle for 70-80% of each window while Python dispatches kernels, and such bins move with
+the runner's CPU. Each result shows how busy its GPU was (benchmarks/README.md section 10).
 """
 
 from __future__ import annotations
@@ -11,17 +15,11 @@ import pytest
 
 from pytest_llm_energy.binning import bin_params
 
-GPU_BATCH_SIZES = (1, 8, 32, 128)
+# The sizes the committed baselines hold; 1 and 128 run with --suite-batch-sizes=1,8,32,128.
+GPU_BATCH_SIZES = (8, 32)
 CPU_BATCH_SIZES = (1, 4)
 
 
-# The run-to-run spread the suites' verdicts assume until recorded runs show their own (the prior of
-# --energy-run-noise, which the baselines' run histories then outweigh). HF eager at the suites' sizes waits on
-# the host CPU, so whole runs move with the host: on one H200, batch 8 moved 4-12% between runs whose trials
-# agreed within 2-5%, and batch 32 moved +9% to +20% minutes after a record (benchmarks/README.md section 6).
-# Against a baseline from another card of the model the rule adds card-to-card noise (`--energy-card-noise`).
-# A team measuring its own stack can override this with `--energy-run-noise` or the marker.
-RUN_NOISE = 0.06
 
 
 def pytest_addoption(parser):
@@ -75,9 +73,6 @@ def pytest_generate_tests(metafunc):
     )
     # Batch size outermost: a vLLM engine is sized to one batch (max_num_seqs), so fewer reloads.
     params.sort(key=lambda param: param.values[0].batch_size)
-    if profile == "gpu" and metafunc.config.getoption("energy_run_noise") is None:
-        params = [pytest.param(*p.values, id=p.id, marks=[*p.marks, pytest.mark.energy(run_noise=RUN_NOISE)])
-                  for p in params]
     metafunc.parametrize("workload", params)
 
 

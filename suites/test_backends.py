@@ -1,14 +1,17 @@
 """Backends: HF transformers vs the vLLM engine on the same bins (the paper's headline comparison).
 
-A backend that is not installed here is skipped with the reason (e.g. vLLM on a runner without it).
+HF runs compiled (static cache + CUDA graphs), vLLM with its own CUDA graphs. A backend that is not
+installed here is skipped with the reason (e.g. vLLM on a runner without it).
 """
 
 import pytest
 
 pytestmark = pytest.mark.suite(profile="gpu")
 
+OPTIONS = {"hf": {"compile": True}, "vllm": {}}
+
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 @pytest.mark.trace_workloads(trace="azure-conv", top_k=2, batch_sizes=(8, 32))
 def test_backend(energy, backend, workload):
-    energy.run(workload, backend=backend)
+    energy.run(workload, backend=backend, **OPTIONS[backend])

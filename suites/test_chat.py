@@ -1,8 +1,8 @@
-"""Chat: the largest bins of the Azure conversation trace (by share of requests) x batch sizes."""
+"""Chat: the largest bins of the Azure conversation trace (by share of requests) x batch sizes, compiled HF."""
 
 import pytest
 
-pytestmark = pytest.mark.suite(profile="gpu")
+pytestmark = [pytest.mark.suite(profile="gpu"), pytest.mark.energy(compile=True)]
 
 
 @pytest.mark.trace_workloads(trace="azure-conv", top_k=3)

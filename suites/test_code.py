@@ -1,8 +1,8 @@
-"""Code completion: the largest bins of the Azure code trace, almost all prefill (long in, short out)."""
+"""Code completion: the largest bins of the Azure code trace, almost all prefill (long in, short out), compiled HF."""
 
 import pytest
 
-pytestmark = pytest.mark.suite(profile="gpu")
+pytestmark = [pytest.mark.suite(profile="gpu"), pytest.mark.energy(compile=True)]
 
 
 @pytest.mark.trace_workloads(trace="azure-code", top_k=3)

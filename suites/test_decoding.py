@@ -1,13 +1,16 @@
-"""Decoding: greedy vs sampling vs beam search on one fixed bin (512 in, 128 out, batch 8)."""
+"""Decoding: greedy vs sampling vs beam search on one fixed bin (512 in, 128 out, batch 32), compiled HF.
+
+Batch 32: at batch 8 beam search kept the GPU busy for 38% of its windows (the beams' bookkeeping runs on
+the host), which makes a bin move with the runner's CPU (benchmarks/README.md section 10).
+"""
 
 import pytest
 
 from pytest_llm_energy import Workload
 
-# Batch 8 HF eager: whole runs moved up to 9% on an H200 (sampling): a larger prior than the suites' RUN_NOISE.
-pytestmark = [pytest.mark.suite(profile="gpu"), pytest.mark.energy(run_noise=0.08)]
+pytestmark = [pytest.mark.suite(profile="gpu"), pytest.mark.energy(compile=True)]
 
 
 @pytest.mark.parametrize("decoding", ["greedy", "sampling:t=0.7,p=0.9", "beam:4"])
 def test_decoding(energy, decoding):
-    energy.run(Workload(input_tokens=512, output_tokens=128, batch_size=8, decoding=decoding))
+    energy.run(Workload(input_tokens=512, output_tokens=128, batch_size=32, decoding=decoding))

@@ -37,6 +37,10 @@ def test_every_entry_is_a_measured_record_of_its_gpu(folder):
         assert entry.gpu_uuids and entry.gpu_uuids == set(fingerprint["gpu_uuids"]), where
         assert fingerprint["driver"] and fingerprint["torch"], where
         assert entry.data.get("recorded_at"), where
+        backend = entry.data["backend"]
+        if backend["backend"] == "hf":  # the suites run HF compiled: an eager record is of another path
+            assert backend["options"]["compile"] is True, where
+        assert entry.data["measurement"].get("busy_share") is not None, where  # how GPU-bound it was
 
 
 @pytest.fixture(scope="module")

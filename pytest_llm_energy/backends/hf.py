@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # BackendOptions.extra keys this backend reads (anything else is a usage error, not a silent no-op).
 EXTRA_KEYS = ("compile_mode", "compile_fullgraph", "compile_dynamic")
 # Options that change what `load` builds; the pool keeps a loaded model while these are the same.
+RECOMPILE_LIMIT = 64  # compiled graphs a process may hold: one per bin shape (batch, lengths, beams)
 LOAD_OPTIONS = ("dtype", "device", "tensor_parallel_size", "attention", "compile", "static_cache",
                 "cuda_graphs", "extra")
 
@@ -61,6 +62,7 @@ class HFBackend(Backend):
         self._pad_token_id = 0
         self._eos_token_ids: tuple[int, ...] = ()
         self._cache_kwargs: dict = {}
+        self._compiled_shapes: set[tuple] = set()
 
     @staticmethod
     def load_key(options: BackendOptions, batch_size: int) -> tuple:
@@ -132,11 +134,17 @@ class HFBackend(Backend):
 
         # "reduce-overhead" = inductor + CUDA graphs; on the CPU there are no graphs to capture.
         cuda_graphs = self.options.cuda_graphs and self._device == "cuda"
+        # Static shapes: each bin compiles its own graph, so what it measures does not depend on which bins
+        # ran before it in the process (with automatic dynamic shapes, a bin after a recompile would run
+        # the dynamic graph). Dynamo's default of 8 graphs per function would send the 9th bin back to eager.
         compile_config = CompileConfig(
             mode=extra.get("compile_mode", "reduce-overhead" if cuda_graphs else "default"),
             fullgraph=bool(extra.get("compile_fullgraph", False)),
-            dynamic=extra.get("compile_dynamic"),
+            dynamic=extra.get("compile_dynamic", False),
         )
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         if self._device == "cpu":
             # generate compiles only on accelerators unless told otherwise; compile=True must mean compiled.
             compile_config._compile_all_devices = True
@@ -199,8 +207,22 @@ class HFBackend(Backend):
                                 **prepared.generate_kwargs)
         if self._device == "cuda":
             torch.cuda.synchronize()
+        self._after_compile(prepared)
         tokens_per_request = self._count_new_tokens(output, prepared.input_ids.shape[1])
         return exact_generation("hf generate", workload, tokens_per_request, prepared.input_tokens)
+
+    def _after_compile(self, prepared: HFPrepared) -> None:
+        """After the call that compiled a shape, stop inductor's compile worker processes: they are not
+        needed until the next shape, and none should share the host with the measured windows."""
+        if "compile_config" not in prepared.generate_kwargs:
+            return
+        shape = (tuple(prepared.input_ids.shape), prepared.workload.output_tokens, prepared.workload.decoding)
+        if shape in self._compiled_shapes:
+            return
+        self._compiled_shapes.add(shape)
+        from torch._inductor import async_compile
+
+        async_compile.shutdown_compile_workers()
 
     def _count_new_tokens(self, output, prompt_length: int) -> tuple[int, ...]:
         """New tokens per returned sequence, up to and including a first EOS (after it is only padding)."""
