@@ -1,6 +1,7 @@
 """The verdict as users meet it on a GPU: separate pytest processes, default settings, a baseline of recorded runs.
 
     python benchmarks/verdict_check.py OUT [--records 3] [--budget 540]
+    python benchmarks/verdict_check.py --rejudge OUT     # a stored run's checks, judged by the rule of today
 
 Runs benchmarks/user_style (a team's own tests around a compiled HF generate) --records times with
 --energy-update-baselines, each a process of its own, into a scratch baselines folder; then checks, one
@@ -69,8 +70,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tests", default=TESTS, help="the tests to run (default: %(default)s)")
     parser.add_argument("--scratch", default=str(Path(tempfile.gettempdir()) / "verdict-check"),
                         help="baselines and reports, kept between calls (default: %(default)s)")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="judge OUT's stored checks (summary.json, baselines.json) again with today's rule; no GPU")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.rejudge:
+        print(rejudge(out))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     scratch = Path(args.scratch)  # kept between calls on one machine: a later call goes on checking
@@ -96,6 +102,26 @@ def main(argv=None) -> int:
         (out / "baselines.json").write_text(path.read_text())
     print(markdown(summary))
     return 0
+
+
+def rejudge(out: Path) -> str:
+    """The stored checks of a run against its stored baselines, same samples and +5% / +10%, judged now."""
+    summary = json.loads((out / "summary.json").read_text())
+    with tempfile.TemporaryDirectory() as scratch:
+        baselines = Path(scratch)
+        nodeid = next(row["nodeid"] for row in summary["rows"])
+        path = baselines / summary["gpu"] / (nodeid.split("::")[0].removesuffix(".py") + ".json")
+        path.parent.mkdir(parents=True)
+        path.write_text((out / "baselines.json").read_text())
+        counts: dict[str, dict[str, int]] = {}
+        for row in (r for r in summary["rows"] if r["kind"] == "check"):
+            result = {"nodeid": row["nodeid"], "samples": row["samples"], "run": {"gpus": row["gpus"]},
+                      "tolerance": 0.05, "confidence": 0.99}
+            for label, factor in (("same", 1.0), ("+5%", 1.05), ("+10%", 1.10)):
+                verdict = judge_scaled(baselines, summary["gpu"], result, factor)["verdict"]
+                counts.setdefault(label, {}).setdefault(verdict, 0)
+                counts[label][verdict] += 1
+    return "\n".join(f"{label}: " + ", ".join(f"{n} {v}" for v, n in sorted(c.items())) for label, c in counts.items())
 
 
 def summarize(runs: list, baselines: Path) -> dict:
