@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scratch", default=str(Path(tempfile.gettempdir()) / "verdict-check"),
                         help="baselines and reports, kept between calls (default: %(default)s)")
     parser.add_argument("--rejudge", action="store_true",
-                        help="judge OUT's stored checks (summary.json, baselines.json) again with today's rule; no GPU")
+                        help="judge OUT's stored checks (summary.json, baselines.json) again with today's rule, "
+                             "at the default tolerance (5%%) and confidence (99%%); no GPU")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.rejudge:

@@ -129,6 +129,7 @@ class EnergyFixture:
                 f"{self.nodeid}: energy.run() was called with two workloads ({self.workload.label} and "
                 f"{workload.label}); one test measures one workload, parametrize for more"
             )
+        self._session.ready_meter()  # idle power and the reference kernels, before a model takes the GPU
         engine = self._session.backend_for(
             backend or self.settings.backend, model or self.settings.model,
             {**self.settings.backend_options, **options}, workload,
@@ -136,7 +137,6 @@ class EnergyFixture:
         self.workload = workload
         self.backend = engine
         self.backend_description = engine.describe()
-        self._session.ready_meter()
         self._session.runner.run(engine, workload, self.plan(), self.measurements.append, label=self.nodeid,
                                  min_window_s=self.settings.min_window)
         return EnergyResultView(self)

@@ -29,7 +29,6 @@ from .report import (
     junit_properties,
     reference_line,
     run_document,
-    run_reference,
     terminal_table,
     tests_text,
     verdict_counts,
@@ -590,7 +589,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(header_line(document))
     if session.meter.estimated:
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
-    reference = run_reference(session)
+    reference = session.run_reference()
     if reference:
         tr.write_line(reference_line(reference))
     if records:

@@ -3,8 +3,8 @@
 Two cards of one model draw different energy for the same work (benchmarks/README.md section 6). A run on a
 GPU measures, before its tests, a bf16 matmul (compute-bound) and a device-to-device copy (memory-bound),
 each for about `seconds`, and every recorded run keeps the result beside its J/token. Whether dividing a
-bin by it narrows the card-to-card spread is measured from those records
-(benchmarks/reference_spread.py); the verdicts do not use it.
+bin by it narrows the card-to-card spread is to be measured from those records on several cards
+(benchmarks/README.md section 10); the verdicts do not use it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ CALIBRATION_CALLS = 5
 class Reference:
     """Energy per unit of fixed work on this card, with the power it ran at."""
 
+    gpu: str  # UUID of the card measured
     compute_joules_per_tflop: float  # bf16 matmul
     memory_joules_per_gb: float  # bytes read plus written by the copy
     compute_watts: float
@@ -69,7 +70,8 @@ def _copies(torch, meter: Meter, seconds: float):
 
 
 def measure_reference(meter: Meter, seconds: float = 2.0) -> Reference | None:
-    """Both kernels on the first measured GPU; None where torch has no CUDA device to run them on."""
+    """Both kernels on the first measured GPU (CUDA device 0 of this process); None where torch has no CUDA
+    device, or where the kernels could not run (no memory left beside a loaded model: nothing is lost)."""
     torch = sys.modules.get("torch")
     if torch is None:
         try:
@@ -78,11 +80,25 @@ def measure_reference(meter: Meter, seconds: float = 2.0) -> Reference | None:
             return None
     if not torch.cuda.is_available():
         return None
-    compute, matmuls = _matmuls(torch, meter, seconds)
-    memory, copies = _copies(torch, meter, seconds)
-    torch.cuda.empty_cache()  # the buffers went with the helpers' frames
+    try:
+        compute, matmuls = _matmuls(torch, meter, seconds)
+        memory, copies = _copies(torch, meter, seconds)
+    except RuntimeError:  # torch.OutOfMemoryError is one
+        return None
+    finally:
+        torch.cuda.empty_cache()  # the buffers went with the helpers' frames
     tflop = 2 * MATMUL_SIZE**3 * matmuls / 1e12
     gigabytes = 2 * COPY_BYTES * copies / 1e9
     flags = tuple(sorted(set(compute.flags) | set(memory.flags)))
-    return Reference(compute.joules / tflop, memory.joules / gigabytes, compute.joules / compute.seconds,
-                     memory.joules / memory.seconds, flags)
+    # The kernels ran on one card; a meter of several counts the others' idle power too.
+    compute_joules, memory_joules = (_first_device(reading) for reading in (compute, memory))
+    return Reference(_first_uuid(compute), compute_joules / tflop, memory_joules / gigabytes,
+                     compute_joules / compute.seconds, memory_joules / memory.seconds, flags)
+
+
+def _first_device(reading) -> float:
+    return reading.devices[0].joules if reading.devices else reading.joules
+
+
+def _first_uuid(reading) -> str:
+    return reading.devices[0].uuid if reading.devices else ""

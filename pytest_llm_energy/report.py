@@ -110,7 +110,7 @@ def header_line(document: dict) -> str:
 
 def reference_line(reference: Mapping) -> str:
     """The card's reference kernels as a header line (reference.py)."""
-    return (f"Reference kernels on this GPU: matmul {reference['compute_joules_per_tflop']:.3g} J/TFLOP at "
+    return (f"Reference kernels on {reference.get('gpu') or 'this GPU'}: matmul {reference['compute_joules_per_tflop']:.3g} J/TFLOP at "
             f"{reference['compute_watts']:.0f} W, copy {reference['memory_joules_per_gb']:.3g} J/GB at "
             f"{reference['memory_watts']:.0f} W")
 
@@ -274,7 +274,7 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "duration_s": session.duration_s(),
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
-        "reference": run_reference(session),
+        "reference": session.run_reference(),
         "unused_baseline_entries": session.unused_entries(),
         "mode": session.mode,
         "arms": session.ab_arms,
@@ -287,13 +287,6 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
     if workers:
         document["workers"] = dict(workers)  # xdist worker id -> the UUID of the GPU it measured
     return document
-
-
-def run_reference(session: EnergySession) -> dict | None:
-    """The reference kernels of this run: the session's own, else (xdist controller) a worker's."""
-    found = [record["run"]["reference"] for record in session.records.values()
-             if isinstance(record.get("run"), Mapping) and record["run"].get("reference")]
-    return session.reference or (found[0] if found else None)
 
 
 def write_run_reports(document: dict, *, json_path: str | None, md_path: str | None,

@@ -236,6 +236,13 @@ class EnergySession:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise
 
+    def run_reference(self) -> dict | None:
+        """The reference kernels of this run: this process's own, else (the xdist controller) the first
+        worker's that reached it; each names its card."""
+        found = [record["run"]["reference"] for record in self.records.values()
+                 if isinstance(record.get("run"), dict) and record["run"].get("reference")]
+        return self.reference or (found[0] if found else None)
+
     def duration_s(self) -> float:
         return time.perf_counter() - self._clock_start
 

@@ -4,9 +4,10 @@ A suite file marks its tests `@pytest.mark.suite(profile="gpu")` (or "cpu") and 
 with `@pytest.mark.trace_workloads(trace=..., top_k=..., decodings=...)`; the batch sizes come from
 `--suite-batch-sizes` (or the ini key `suite_batch_sizes`), so one flag sizes a run to a runner.
 
-The GPU suites run HF `generate` compiled (static cache + CUDA graphs, `compile=True`): eager HF at these
-sizes leaves the GPU idle for 70-80% of each window while Python dispatches kernels, and such bins move with
-the runner's CPU. Each result shows how busy its GPU was (benchmarks/README.md section 10).
+The GPU suites run HF `generate` compiled (`pytest.mark.energy(compile=True)` in each file; static cache +
+CUDA graphs): eager HF at these sizes leaves the GPU idle for most of each window while Python dispatches
+kernels, and such bins move with the runner's CPU. Each result shows how busy its GPU was
+(benchmarks/README.md section 10).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from pytest_llm_energy.binning import bin_params
 # The sizes the committed baselines hold; 1 and 128 run with --suite-batch-sizes=1,8,32,128.
 GPU_BATCH_SIZES = (8, 32)
 CPU_BATCH_SIZES = (1, 4)
-
-
 
 
 def pytest_addoption(parser):

@@ -1,7 +1,7 @@
 """Backends: HF transformers vs the vLLM engine on the same bins (the paper's headline comparison).
 
-HF runs compiled (static cache + CUDA graphs), vLLM with its own CUDA graphs. A backend that is not
-installed here is skipped with the reason (e.g. vLLM on a runner without it).
+HF runs compiled like the other GPU suites, vLLM with its own CUDA graphs. A backend that is not installed
+here is skipped with the reason (e.g. vLLM on a runner without it).
 """
 
 import pytest

@@ -1,4 +1,4 @@
-"""Chat: the largest bins of the Azure conversation trace (by share of requests) x batch sizes, compiled HF."""
+"""Chat: the largest bins of the Azure conversation trace (by share of requests) x batch sizes."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Code completion: the largest bins of the Azure code trace, almost all prefill (long in, short out), compiled HF."""
+"""Code completion: the largest bins of the Azure code trace, almost all prefill (long in, short out)."""
 
 import pytest
 

@@ -1,7 +1,7 @@
-"""Decoding: greedy vs sampling vs beam search on one fixed bin (512 in, 128 out, batch 32), compiled HF.
+"""Decoding: greedy vs sampling vs beam search on one fixed bin (512 in, 128 out, batch 32).
 
-Batch 32: at batch 8 beam search kept the GPU busy for 38% of its windows (the beams' bookkeeping runs on
-the host), which makes a bin move with the runner's CPU (benchmarks/README.md section 10).
+Batch 32: at batch 8 beam search left the GPU idle most of the time (the beams' bookkeeping runs on the
+host), and such a bin moves with the runner's CPU (benchmarks/README.md section 10).
 """
 
 import pytest

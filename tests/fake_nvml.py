@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -35,8 +36,9 @@ class FakeGpu:
     # offers no durations, only the reasons in force now (nvmlDeviceGetCurrentClocksEventReasons).
     clock_event_shares: dict[int, float] | None = None
     clock_event_bits: int = 0
-    # Share of each utilization sample period a kernel ran (0..1); None: the driver keeps no samples.
-    busy_share: float | None = None
+    # Share of each utilization sample period a kernel ran (0..1), or a function of simulated time giving it;
+    # None: the driver keeps no samples.
+    busy_share: float | Callable[[float], float] | None = None
 
 
 class Clock:
@@ -115,8 +117,9 @@ class FakeNvml:
     NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
 
     def __init__(self, gpus: list[FakeGpu], clock: Clock | None = None, period_s: float = 0.1,
-                 modulus: int = 2**64) -> None:
+                 modulus: int = 2**64, wall_offset_s: float = 0.0) -> None:
         self.gpus = gpus
+        self.wall_offset_s = wall_offset_s  # utilization samples are stamped in wall-clock time
         self.clock = clock or Clock()
         self.period_s = period_s
         self.modulus = modulus
@@ -187,13 +190,16 @@ class FakeNvml:
         return fields
 
     def nvmlDeviceGetSamples(self, handle, sampling_type: int, last_seen_us: int):
-        """Utilization samples every 1/6 s of simulated time (stamped in its microseconds) after last_seen_us."""
+        """Utilization samples every 1/6 s of simulated time after last_seen_us, stamped in wall-clock
+        microseconds (simulated time + wall_offset_s); each covers the period before its stamp."""
         gpu = self._gpu(handle)
         if gpu.busy_share is None or sampling_type != 1:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        period_us, now_us = 1e6 / 6, self.clock.now * 1e6
-        stamps = [i * period_us for i in range(int(last_seen_us // period_us) + 1, int(now_us // period_us) + 1)]
-        return 1, [_Sample(int(t), _Value(uiVal=round(gpu.busy_share * 100))) for t in stamps]
+        period_us, offset_us = 1e6 / 6, self.wall_offset_s * 1e6
+        first, last = int((last_seen_us - offset_us) // period_us) + 1, int(self.clock.now * 1e6 // period_us)
+        share = gpu.busy_share if callable(gpu.busy_share) else (lambda t: gpu.busy_share)
+        return 1, [_Sample(int(i * period_us + offset_us), _Value(uiVal=round(share(i * period_us / 1e6) * 100)))
+                   for i in range(max(first, 1), last + 1)]
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle) -> int:
         return self._gpu(handle).power_limit_mw

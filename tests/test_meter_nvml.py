@@ -16,12 +16,14 @@ from pytest_llm_energy.meters.nvml import NvmlMeter, visible_devices
 
 from .fake_nvml import Clock, FakeGpu, FakeNvml
 
+WALL_OFFSET_S = 1.7e9  # wall-clock time (what NVML stamps samples with) runs far from perf_counter's
+
 
 def make_meter(*gpus, **kwargs):
     clock = Clock()
-    nvml = FakeNvml(list(gpus), clock, **kwargs)
+    nvml = FakeNvml(list(gpus), clock, wall_offset_s=WALL_OFFSET_S, **kwargs)
     meter = NvmlMeter(visible_devices(nvml, None), nvml=nvml, clock=clock, sleep=clock.sleep, idle_seconds=1.0,
-                      wall_clock=clock)
+                      wall_clock=lambda: clock.now + WALL_OFFSET_S)
     return meter, nvml, clock
 
 
@@ -97,6 +99,17 @@ def test_busy_share_from_utilization_samples_and_host_bound_below_the_floor(busy
     assert ("host-bound" in reading.flags) is host_bound
     if host_bound:
         assert f"GPU busy {busy:.0%} of the window (NVML utilization samples)" in " ".join(reading.notes)
+
+
+def test_busy_share_counts_only_the_samples_inside_the_window():
+    meter, _, clock = make_meter(FakeGpu("GPU-a", busy_share=lambda t: 1.0 if 3.0 <= t < 5.0 else 0.2))
+    clock.sleep(3.0)  # busy from here for 2 s: the window; idle before and after
+    start = meter.begin()
+    clock.sleep(1.8)
+    reading = meter.end(start)
+    clock.sleep(2.0)
+    assert 0.9 <= reading.busy_share <= 1.0  # at most the sample that straddles an end is partly idle
+    assert "host-bound" not in reading.flags
 
 
 def test_busy_share_is_unknown_without_samples_and_averaged_over_gpus():

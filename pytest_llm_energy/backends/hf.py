@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 # BackendOptions.extra keys this backend reads (anything else is a usage error, not a silent no-op).
 EXTRA_KEYS = ("compile_mode", "compile_fullgraph", "compile_dynamic")
+# Graphs dynamo keeps per compiled function before it falls back to eager: one per bin shape (batch, lengths,
+# beams) that a process runs.
+RECOMPILE_LIMIT = 64
 # Options that change what `load` builds; the pool keeps a loaded model while these are the same.
-RECOMPILE_LIMIT = 64  # compiled graphs a process may hold: one per bin shape (batch, lengths, beams)
 LOAD_OPTIONS = ("dtype", "device", "tensor_parallel_size", "attention", "compile", "static_cache",
                 "cuda_graphs", "extra")
 
@@ -144,7 +146,9 @@ class HFBackend(Backend):
         )
         import torch._dynamo
 
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        config = torch._dynamo.config
+        setting = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+        setattr(config, setting, max(getattr(config, setting), RECOMPILE_LIMIT))
         if self._device == "cpu":
             # generate compiles only on accelerators unless told otherwise; compile=True must mean compiled.
             compile_config._compile_all_devices = True
@@ -222,7 +226,9 @@ class HFBackend(Backend):
         self._compiled_shapes.add(shape)
         from torch._inductor import async_compile
 
-        async_compile.shutdown_compile_workers()
+        shutdown = getattr(async_compile, "shutdown_compile_workers", None)  # absent from older torch
+        if shutdown is not None:
+            shutdown()
 
     def _count_new_tokens(self, output, prompt_length: int) -> tuple[int, ...]:
         """New tokens per returned sequence, up to and including a first EOS (after it is only padding)."""

@@ -53,8 +53,8 @@ BENIGN_REASONS = {"sw-power-cap"}
 CLOCK_EVENT_SHARE = 0.10
 UTILIZATION_SAMPLES = 1  # NVML_GPU_UTILIZATION_SAMPLES: % of each sample period a kernel was running
 # A window whose GPU ran kernels for less than half of it waited on the host (Python dispatch, a server's
-# scheduler): its joules move with the host CPU, so such bins are noisy between runs and runners. Back-to-back
-# matmuls synchronised every 10 read 86%, so the samples never quite reach 100% (benchmarks/README.md §10).
+# scheduler): its joules move with the host CPU, so such bins are noisy between runs and runners. Even
+# back-to-back matmuls read below 100% (benchmarks/README.md section 10).
 HOST_BOUND_BUSY = 0.50
 
 
@@ -316,7 +316,7 @@ class NvmlMeter(Meter):
             start.integrator.stop()
 
     def end(self, start: _WindowStart) -> Reading:
-        end_at = self._clock()
+        end_at, end_us = self._clock(), int(self._wall_clock() * 1e6)
         seconds = end_at - start.at
         end_watts = self._all_watts()
         integrated = start.integrator.stop() if start.integrator else None
@@ -350,7 +350,7 @@ class NvmlMeter(Meter):
                 if flag not in flags:
                     flags.append(flag)
                 notes.append(note)
-        busy = self._busy_share(start.wall_us, int(self._wall_clock() * 1e6))
+        busy = self._busy_share(start.wall_us, end_us)
         if busy is not None and busy < HOST_BOUND_BUSY:
             flags.append(FLAG_HOST_BOUND)
             notes.append(f"GPU busy {busy:.0%} of the window (NVML utilization samples): it waited on the host, "

@@ -1,0 +1,73 @@
+"""The reference kernels' place in a run: measured once on a GPU run, kept with each recorded run and in the
+reports, skipped where asked. Fake NVML, and the kernels stubbed in the run's conftest (they need CUDA; the
+real ones run in tests/test_gpu_meter.py on a GPU)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+CONFTEST = """
+import sys
+sys.path.insert(0, {tests!r})
+import fake_nvml
+from pytest_llm_energy import reference, session
+
+fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=300.0)])
+CALLS = []
+
+def fake_reference(meter, seconds=2.0):
+    CALLS.append(meter.name)
+    return reference.Reference("GPU-aaaa", 1.03, 0.109, 697.0, 465.0, ("power-capped",))
+
+session.measure_reference = fake_reference
+
+def pytest_sessionfinish(session):
+    print("reference calls:", len(CALLS))
+"""
+
+TESTS = """
+import time
+
+def test_one(energy):
+    with energy.measure() as m:
+        time.sleep(0.05)
+        m.output_tokens = 10
+
+def test_two(energy):
+    with energy.measure() as m:
+        time.sleep(0.05)
+        m.output_tokens = 10
+"""
+
+ARGS = ("--energy-gpu=h100", "--energy-trials=3", "--energy-warmup=0", "--energy-min-window=0.02", "-s",
+        "-p", "no:cacheprovider", "--energy-json=r.json", "--energy-md=r.md", "--energy-baselines=b")
+
+
+@pytest.fixture
+def run(pytester):
+    pytester.makeconftest(CONFTEST.format(tests=str(Path(__file__).parent)))
+    pytester.makepyfile(test_work=TESTS)
+    (pytester.path / "b").mkdir()
+    return pytester
+
+
+def test_measured_once_and_kept_with_each_recorded_run_and_in_the_reports(run):
+    result = run.runpytest_subprocess(*ARGS, "--energy-update-baselines")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*reference calls: 1", "Reference kernels on GPU-aaaa: matmul 1.03 J/TFLOP at 697 W, "
+                                 "copy 0.109 J/GB at 465 W"])
+    document = json.loads((run.path / "r.json").read_text())
+    assert document["reference"]["compute_joules_per_tflop"] == 1.03
+    assert "Reference kernels on GPU-aaaa" in (run.path / "r.md").read_text()
+    (stored,) = (run.path / "b" / "h100").glob("*.json")
+    entries = json.loads(stored.read_text())["entries"]
+    assert [entry["runs"][-1]["reference"]["gpu"] for entry in entries.values()] == ["GPU-aaaa", "GPU-aaaa"]
+
+
+def test_skipped_when_asked(run):
+    result = run.runpytest_subprocess(*ARGS, "--energy-no-reference")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*reference calls: 0"])
+    assert "Reference kernels" not in result.stdout.str()
+    assert json.loads((run.path / "r.json").read_text())["reference"] is None
