@@ -32,6 +32,7 @@ def measurement_summary(measurements: Sequence[Measurement]) -> dict:
         "seconds": _median([m.seconds for m in measurements]),
         "average_watts": _median([m.average_watts for m in measurements]),
         # How GPU-bound the windows were: power against the limit, and the share of time kernels ran.
+        "power_limit_watts": first.power_limit_watts,
         "power_share": _median_known([m.power_share for m in measurements]),
         "busy_share": _median_known([m.busy_share for m in measurements]),
         "idle_watts": first.idle_watts,

@@ -91,14 +91,12 @@ def measure_reference(meter: Meter, seconds: float = 2.0) -> Reference | None:
     gigabytes = 2 * COPY_BYTES * copies / 1e9
     flags = tuple(sorted(set(compute.flags) | set(memory.flags)))
     # The kernels ran on one card; a meter of several counts the others' idle power too.
-    compute_joules, memory_joules = (_first_device(reading) for reading in (compute, memory))
-    return Reference(_first_uuid(compute), compute_joules / tflop, memory_joules / gigabytes,
-                     compute_joules / compute.seconds, memory_joules / memory.seconds, flags)
+    gpu, compute_joules = _first_device(compute)
+    memory_joules = _first_device(memory)[1]
+    return Reference(gpu, compute_joules / tflop, memory_joules / gigabytes, compute_joules / compute.seconds,
+                     memory_joules / memory.seconds, flags)
 
 
-def _first_device(reading) -> float:
-    return reading.devices[0].joules if reading.devices else reading.joules
-
-
-def _first_uuid(reading) -> str:
-    return reading.devices[0].uuid if reading.devices else ""
+def _first_device(reading) -> tuple[str, float]:
+    """The UUID and joules of the reading's first device (the whole reading where it names none)."""
+    return (reading.devices[0].uuid, reading.devices[0].joules) if reading.devices else ("", reading.joules)

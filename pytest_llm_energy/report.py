@@ -45,10 +45,10 @@ def interval(record: dict) -> str:
 def gpu_load(record: dict) -> str:
     """How GPU-bound the windows were: the share of time kernels ran, and average against capped power."""
     summary = record.get("measurement") or {}
-    busy, watts, power = summary.get("busy_share"), summary.get("average_watts"), summary.get("power_share")
+    busy, watts, limit = summary.get("busy_share"), summary.get("average_watts"), summary.get("power_limit_watts")
     parts = [f"{busy:.0%}" if _finite(busy) else "-"]
-    if _finite(watts) and _finite(power) and power > 0:
-        parts.append(f"{watts:.0f}/{watts / power:.0f} W")
+    if _finite(watts) and _finite(limit):
+        parts.append(f"{watts:.0f}/{limit:.0f} W")
     elif _finite(watts) and not record.get("estimated"):
         parts.append(f"{watts:.0f} W")
     return ", ".join(parts) if parts != ["-"] else "-"
