@@ -127,11 +127,15 @@ def _run(where: str, number: int, item) -> Run:
         problem = f"spread must be a number >= 0, got {_shown(item.get('spread'))}"
     elif not isinstance(item.get("gpus", []), list) or not all(isinstance(g, str) for g in item.get("gpus", [])):
         problem = "gpus must be a list of GPU UUIDs"
+    elif "reference" in item and not (isinstance(item["reference"], Mapping)
+                                      and positive_number(item["reference"].get("compute_joules_per_tflop"))):
+        problem = "reference must hold the matmul's compute_joules_per_tflop, a positive number"
     if problem:
         raise BaselineError(f"{where}: run {number} {problem}; {_FIX_ENTRY}")
     recorded_at = item.get("recorded_at")
+    scale = item["reference"]["compute_joules_per_tflop"] if "reference" in item else None
     return Run(float(item["median"]), item["trials"], float(item["spread"]), frozenset(item.get("gpus", [])),
-               recorded_at if isinstance(recorded_at, str) else None)
+               recorded_at if isinstance(recorded_at, str) else None, float(scale) if scale else None)
 
 
 def run_of_entry(entry: Mapping) -> dict:

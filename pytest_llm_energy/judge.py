@@ -3,7 +3,8 @@
 What is judged here and nowhere else: whether the baseline may be compared at all (another GPU model is
 refused unless allowed), what the comparison knows about noise (the priors the settings give, and the
 scatter of the other tests' recorded runs in the same baselines set), and the decision of the rule in
-`stats`, which adds card-to-card noise when this run's GPUs are none of the baseline's.
+`stats`, which adds card-to-card noise when this run's GPUs are none of the baseline's (and compares per
+unit of each card's matmul reference where runs from several cards meet).
 """
 
 from __future__ import annotations
@@ -58,14 +59,15 @@ def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:
 
 
 def settled(entry: BaselineEntry | None, *, tolerance: float, prior: Prior, evidence: Evidence,
-            gpus: frozenset[str], min_trials: int, max_trials: int,
+            gpus: frozenset[str], card_scale: float | None, min_trials: int, max_trials: int,
             confidence: float) -> Callable[[Sequence[float]], bool]:
     """For adaptive trials: whether the samples so far already decide, by the rule the judge will use."""
     runs = entry.runs if entry else None
     others = evidence.without(Evidence.of_history(runs)) if runs else evidence
 
     def decision_at(samples: Sequence[float], level: float) -> Decision:
-        return compare(runs, Run.of(samples, gpus), tolerance, confidence=level, prior=prior, evidence=others)
+        return compare(runs, Run.of(samples, gpus, card_scale=card_scale), tolerance, confidence=level,
+                       prior=prior, evidence=others)
 
     def decided(samples: Sequence[float]) -> bool:
         return should_stop(decision_at, samples, min_trials=min_trials, max_trials=max_trials,

@@ -78,12 +78,18 @@ def build_record(
         flags.add("other-gpu")
         notes.add(f"baseline measured on other GPUs ({', '.join(judgement.other_gpus)}): judged with "
                   f"{noise.card:.1%} card-to-card noise (--energy-card-noise, and cards recorded in the set)")
+    if decision.card_adjustment is not None:
+        flags.add("card-adjusted")
+        notes.add(f"runs of several cards compared per unit of each card's matmul reference (J/TFLOP): this "
+                  f"card's is {decision.card_adjustment - 1:+.1%} on the baseline runs'; delta and CI are of "
+                  "that, not of the J/token columns")
     flags, notes = sorted(flags), sorted(notes)
     return {
         "nodeid": nodeid,
         "joules_per_token": summary.median,
         "baseline_joules_per_token": baseline_joules_per_token,
         "delta": decision.delta,
+        "card_adjustment": decision.card_adjustment,
         "verdict": decision.verdict,
         "samples": samples,
         "unit": "J per output token",

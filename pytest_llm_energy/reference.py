@@ -2,9 +2,9 @@
 
 Two cards of one model draw different energy for the same work (benchmarks/README.md section 6). A run on a
 GPU measures, before its tests, a bf16 matmul (compute-bound) and a device-to-device copy (memory-bound),
-each for about `seconds`, and every recorded run keeps the result beside its J/token. Whether dividing a
-bin by it narrows the card-to-card spread is to be measured from those records on several cards
-(benchmarks/README.md section 10); the verdicts do not use it.
+each for about `seconds`, and every recorded run keeps the result beside its J/token. Where runs of several
+cards meet, the verdict divides each by its card's matmul figure (`stats.per_card_scale`), which narrowed
+the card-to-card spread of the GPU suites' bins where the copy's widened it (benchmarks/README.md section 10).
 """
 
 from __future__ import annotations

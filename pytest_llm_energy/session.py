@@ -149,8 +149,8 @@ class EnergySession:
             return plan
         settled = judge.settled(
             self.baseline_entry(nodeid), tolerance=settings.tolerance, prior=settings.prior,
-            evidence=self.evidence, gpus=self.meter.device_uuids, min_trials=settings.trials,
-            max_trials=plan.cap, confidence=settings.confidence,
+            evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(),
+            min_trials=settings.trials, max_trials=plan.cap, confidence=settings.confidence,
         )
         return replace(plan, settled=settled)
 
@@ -172,7 +172,8 @@ class EnergySession:
             flags.append("workload-changed")
             entry = None
         judgement = judge.judge(
-            entry, Run.of(fixture.samples, self.meter.device_uuids), tolerance=settings.tolerance,
+            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale()),
+            tolerance=settings.tolerance,
             confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
@@ -235,6 +236,10 @@ class EnergySession:
         except KeyboardInterrupt:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise
+
+    def card_scale(self) -> float | None:
+        """This process's matmul reference (J/TFLOP), which makes its card comparable with others."""
+        return self.reference["compute_joules_per_tflop"] if self.reference else None
 
     def run_reference(self) -> dict | None:
         """The reference kernels of this run: this process's own, else (the xdist controller) the first

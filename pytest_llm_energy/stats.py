@@ -20,7 +20,10 @@ from). Each variance is estimated from data:
 * run: the scatter of the recorded run medians beyond what their trials explain, moderated towards a value
   pooled over every test of the baselines set, and that towards a prior (`--energy-run-noise`, weighted as
   PRIOR_WEIGHT degrees of freedom), so one run or two never claim to know it;
-* card: likewise from entries whose runs came from several cards, towards `--energy-card-noise`.
+* card: likewise from entries whose runs came from several cards, towards `--energy-card-noise`. Where runs
+  from several cards meet (in a baseline, or this run against it) and each measured the reference kernels
+  (`reference`), every median is first divided by its card's matmul reference (`per_card_scale`), so the
+  card level is what that leaves.
 
 The degrees of freedom of each estimate combine by Welch-Satterthwaite, and the interval of the ratio is
 ``exp(d +- t * sqrt(V))`` at the chosen confidence. The trials' part counts the degrees of freedom a median
@@ -44,7 +47,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import brentq
@@ -98,13 +101,15 @@ class Run:
     spread: float  # standard deviation of the log samples (a relative spread); 0 for one trial
     gpus: frozenset[str] = frozenset()
     recorded_at: str | None = None
+    card_scale: float | None = None  # its card's matmul reference (J/TFLOP), measured in the same process
 
     @classmethod
-    def of(cls, samples: Sequence[float], gpus: Iterable[str] = (), recorded_at: str | None = None) -> Run:
+    def of(cls, samples: Sequence[float], gpus: Iterable[str] = (), recorded_at: str | None = None,
+           card_scale: float | None = None) -> Run:
         values = validated(samples, "samples")
         logs = np.log(values)
         spread = float(np.std(logs, ddof=1)) if len(values) > 1 else 0.0
-        return cls(float(np.median(values)), len(values), spread, frozenset(gpus), recorded_at)
+        return cls(float(np.median(values)), len(values), spread, frozenset(gpus), recorded_at, card_scale)
 
     def to_dict(self) -> dict:
         return {"median": self.median, "trials": self.trials, "spread": self.spread,
@@ -150,6 +155,7 @@ class Evidence:
         """What one test's recorded runs say: their scatter beyond their trials, by run and by card."""
         if len(runs) < 2:
             return cls()
+        runs = per_card_scale(runs) or runs
         trial_var, _ = _pooled_trial_variance([(r.trials, r.spread) for r in runs])
         medians = np.log([r.median for r in runs])
         own = [median_cost(r.trials) * trial_var / r.trials for r in runs]
@@ -180,6 +186,15 @@ class Evidence:
 
 
 DEFAULT_PRIOR = Prior()
+
+
+def per_card_scale(runs: Sequence[Run]) -> list[Run] | None:
+    """Runs from several cards with each median divided by its card's matmul reference: how the rule makes
+    cards of one model comparable (benchmarks/README.md section 10 measured that this narrows their spread).
+    None where the runs come from one card, or any of them measured no reference."""
+    if len({run.gpus for run in runs if run.gpus}) < 2 or any(run.card_scale is None for run in runs):
+        return None
+    return [replace(run, median=run.median / run.card_scale) for run in runs]
 NO_EVIDENCE = Evidence()
 
 
@@ -220,6 +235,9 @@ class Decision:
     df: float | None  # degrees of freedom of the interval
     noise: Noise | None
     reason: str
+    # Where runs from several cards met: this card's matmul reference over the baseline runs' (geometric
+    # mean); ratio, interval and verdict are then of J/token per unit of each run's reference.
+    card_adjustment: float | None = None
     extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -445,6 +463,11 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     the baseline in the reason (default: its recorded runs)."""
     check_settings(tolerance, confidence)
     baseline = list(baseline or ())
+    scaled = per_card_scale([*baseline, current]) if baseline else None
+    adjustment = None
+    if scaled:
+        adjustment = current.card_scale / math.exp(np.mean([math.log(run.card_scale) for run in baseline]))
+        *baseline, current = scaled
     reference = baseline or [current]  # with no baseline: what a baseline like this run could detect
     cards = other_cards(baseline, current)
     found = compare_arrays(
@@ -464,11 +487,13 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     verdict = VERDICTS[int(found.verdict[0])]
     significant = p < 1 - confidence
     against = against or f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}"
+    if adjustment is not None:
+        against += f", per unit of each card's matmul reference (this card's {_percent(adjustment - 1)} on theirs)"
     reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,
                      tolerance, detectable, against)
     return Decision(verdict, _ratio(d), _ratio(d) - 1, _ratio(low), _ratio(high), p, significant,
                     detectable, too_noisy, tolerance, confidence, sum(run.trials for run in baseline),
-                    current.trials, len(baseline), float(found.df[0]), noise, reason)
+                    current.trials, len(baseline), float(found.df[0]), noise, reason, adjustment)
 
 
 def compare_paired(reference: Sequence[float], current: Sequence[float], tolerance: float, *,

@@ -78,6 +78,10 @@ def test_gpu_key_on_a_machine_without_that_gpu(pytester):
         ('{"schema": "pytest-llm-energy/baseline", "schema_version": 1, "entries": {"t": {"samples": []}}}',
          "*test_gen.json: entry 't': joules_per_token must be a positive number*"),
         (b"\xff\xfe\x00garbage", "*test_gen.json: not UTF-8 text*"),
+        ('{"schema": "pytest-llm-energy/baseline", "schema_version": 2, "entries": {"t": {"joules_per_token": 0.1, '
+         '"samples": [0.1], "runs": [{"median": 0.1, "trials": 3, "spread": 0.01, '
+         '"reference": {"compute_joules_per_tflop": -1}}]}}}',
+         "*test_gen.json: entry 't': run 0 reference must hold the matmul's compute_joules_per_tflop, a positive*"),
     ],
 )
 def test_malformed_baseline_names_the_file_and_leaves_every_file_intact(pytester, content, pattern):

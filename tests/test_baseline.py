@@ -113,3 +113,14 @@ def test_floats_are_rounded_and_non_finite_values_become_null(tmp_path):
     store.write({"t.py::a": {**entry(0.123456789), "detectable": float("inf")}})
     data = json.loads((tmp_path / "h100/t.json").read_text())["entries"]["t.py::a"]
     assert data["joules_per_token"] == 0.123457 and data["detectable"] is None
+
+
+def test_a_runs_reference_kernels_give_its_card_scale(tmp_path):
+    store = BaselineStore(tmp_path, "h200")
+    recorded = {**entry(), "runs": [{"median": 0.5, "trials": 3, "spread": 0.01, "gpus": ["GPU-a"],
+                                     "reference": {"gpu": "GPU-a", "compute_joules_per_tflop": 1.03,
+                                                   "memory_joules_per_gb": 0.109}},
+                                    {"median": 0.5, "trials": 3, "spread": 0.01, "gpus": ["GPU-a"]}]}
+    store.write({"tests/test_x.py::test_a": recorded})
+    runs = BaselineStore(tmp_path, "h200").lookup("tests/test_x.py::test_a").runs
+    assert [run.card_scale for run in runs] == [1.03, None]  # a run recorded with --energy-no-reference

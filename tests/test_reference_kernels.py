@@ -1,5 +1,5 @@
 """The reference kernels' place in a run: measured once on a GPU run, kept with each recorded run and in the
-reports, skipped where asked. Fake NVML, and the kernels stubbed in the run's conftest (they need CUDA; the
+reports, skipped where asked, and the scale that makes runs of several cards comparable. Fake NVML, and the kernels stubbed in the run's conftest (they need CUDA; the
 real ones run in tests/test_gpu_meter.py on a GPU)."""
 
 import json
@@ -71,3 +71,52 @@ def test_skipped_when_asked(run):
     result.stdout.fnmatch_lines(["*reference calls: 0"])
     assert "Reference kernels" not in result.stdout.str()
     assert json.loads((run.path / "r.json").read_text())["reference"] is None
+
+
+TWO_CARDS = """
+import os, sys
+sys.path.insert(0, {tests!r})
+import fake_nvml
+from pytest_llm_energy import reference, session
+
+watts = float(os.environ.get("FAKE_WATTS", "100"))
+fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=watts),
+                                   fake_nvml.FakeGpu("GPU-bbbb", watts=watts)])
+gpu = os.environ["CUDA_VISIBLE_DEVICES"]
+matmul = float(os.environ.get("FAKE_MATMUL", "1.0"))
+session.measure_reference = lambda meter, seconds=2.0: reference.Reference(gpu, matmul, 0.1, 700.0, 450.0)
+"""
+
+
+@pytest.fixture
+def two_cards(pytester, monkeypatch):
+    pytester.makeconftest(TWO_CARDS.format(tests=str(Path(__file__).parent)))
+    pytester.makepyfile(test_work=TESTS)
+    (pytester.path / "b").mkdir()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa")
+    for _ in range(2):
+        pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").assert_outcomes(passed=2)
+    # another card that draws 12% more for everything, the matmul included
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    monkeypatch.setenv("FAKE_WATTS", "112")
+    monkeypatch.setenv("FAKE_MATMUL", "1.12")
+    return pytester
+
+
+def test_another_card_is_judged_per_unit_of_its_matmul_reference(two_cards):
+    result = two_cards.runpytest_subprocess(*ARGS)
+    result.stdout.fnmatch_lines(["*card-adjusted*"])
+    for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
+        assert record["card_adjustment"] == pytest.approx(1.12)
+        assert "card-adjusted" in record["flags"] and "other-gpu" in record["flags"]
+        raw = record["joules_per_token"] / record["baseline_joules_per_token"]
+        assert 1 + record["delta"] == pytest.approx(raw / 1.12, rel=1e-3)
+        assert "matmul reference (this card's +12.0% on theirs)" in record["reason"]
+
+
+def test_a_run_without_the_reference_is_judged_in_plain_joules(two_cards):
+    two_cards.runpytest_subprocess(*ARGS, "--energy-no-reference")
+    for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
+        assert record["card_adjustment"] is None and "card-adjusted" not in record["flags"]
+        raw = record["joules_per_token"] / record["baseline_joules_per_token"]
+        assert 1 + record["delta"] == pytest.approx(raw, rel=1e-3)

@@ -296,6 +296,41 @@ def test_runs_on_several_cards_say_how_far_cards_move():
     assert evidence.run_df == 4 and evidence.run_sum < 1e-4  # inside each card the runs agree
 
 
+def scaled_runs(levels_cards_scales) -> list[Run]:
+    """Runs at (level, card, matmul reference) each: a card that draws more for the matmul draws more here."""
+    return [dataclasses.replace(Run.of(lognormal(5, 0.01, seed=i, scale=level), [card]), card_scale=scale)
+            for i, (level, card, scale) in enumerate(levels_cards_scales)]
+
+
+def test_runs_of_several_cards_are_compared_per_unit_of_each_cards_matmul_reference():
+    baseline = scaled_runs([(1.0, "a", 1.0), (1.0, "a", 1.0), (1.05, "b", 1.05), (1.05, "b", 1.05)])
+    # the new card draws 10% more for the work and 10% more for the matmul: nothing changed but the card
+    current = scaled_runs([(1.10 * 1.025, "c", 1.10 * 1.025)])[0]
+    found = compare(baseline, current, TOLERANCE)
+    assert found.delta == pytest.approx(0.0, abs=0.005)
+    assert found.card_adjustment == pytest.approx(1.10, rel=1e-3)  # on the geometric mean of 1.0 and 1.05
+    assert "matmul reference (this card's +10.0% on theirs)" in found.reason
+    unscaled = compare([dataclasses.replace(run, card_scale=None) for run in baseline], current, TOLERANCE)
+    assert unscaled.card_adjustment is None and unscaled.delta == pytest.approx(0.10, abs=0.005)
+
+
+def test_the_reference_is_left_out_on_one_card_and_where_a_run_measured_none():
+    runs = scaled_runs([(1.0, "a", 1.0), (1.0, "a", 1.2)])
+    assert stats.per_card_scale(runs) is None  # one card: nothing to make comparable
+    two = scaled_runs([(1.0, "a", 1.0), (1.2, "b", 1.2)])
+    assert [run.median for run in stats.per_card_scale(two)] == pytest.approx([1.0, 1.0], rel=0.02)
+    assert stats.per_card_scale([two[0], dataclasses.replace(two[1], card_scale=None)]) is None
+    same_card = compare(runs, scaled_runs([(1.0, "a", 1.3)])[0], TOLERANCE)
+    assert same_card.card_adjustment is None
+
+
+def test_card_evidence_is_what_dividing_by_the_reference_leaves():
+    levels = [(1.0, "a", 1.0), (1.001, "a", 1.0), (1.10, "b", 1.10), (1.099, "b", 1.10)]
+    scaled = Evidence.of_history(scaled_runs(levels))
+    raw = Evidence.of_history([dataclasses.replace(run, card_scale=None) for run in scaled_runs(levels)])
+    assert raw.card_sum > 0.003 and scaled.card_sum < 1e-4 and scaled.card_df == raw.card_df == 1
+
+
 def test_without_run_to_run_scatter_trials_alone_decide():
     # A/B turn about: both arms share each run's movement, so only the trials count
     a, b = lognormal(10, 0.01, seed=1), lognormal(10, 0.01, seed=2, scale=1.03)

@@ -1,0 +1,109 @@
+"""Each stored GPU run judged, by the rule of today, against baselines that hold none of its card's runs.
+
+What a runner that recorded nothing meets: for each report (a pytest run's --energy-json) the committed
+baselines are copied with every run of the report's card taken out (entries left with none are dropped, and
+the evidence of the set is what remains), and the report's samples are judged there by the plugin's judge at
+the report's tolerance and confidence, with the run's own reference kernels (--raw: without them, so no
+card is scaled by its matmul reference). No GPU.
+
+    python benchmarks/card_check.py [--raw] baselines REPORT.json [REPORT.json ...]
+    python benchmarks/card_check.py --each-run baselines   # every recorded run against its entry's others
+
+With --each-run, every recorded run whose card also recorded another run of its entry is judged against the
+entry's other runs (its card among them): what a run on a card that recorded the baselines meets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from pytest_llm_energy.baseline import BaselineStore, read_set
+from pytest_llm_energy.judge import judge
+from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare
+
+
+def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: Path, raw: bool) -> BaselineStore:
+    """A copy of the GPU key's baselines with the runs of `card` taken out (raw: their references too)."""
+    folder = scratch / gpu_key
+    shutil.copytree(baselines / gpu_key, folder)
+    for path in folder.rglob("*.json"):
+        document = json.loads(path.read_text())
+        kept = {}
+        for nodeid, entry in document["entries"].items():
+            runs = [run for run in entry["runs"] if frozenset(run.get("gpus", [])) != card]
+            if raw:
+                runs = [{key: value for key, value in run.items() if key != "reference"} for run in runs]
+            if runs:
+                kept[nodeid] = {**entry, "runs": runs}
+        document["entries"] = kept
+        path.write_text(json.dumps(document))
+    return BaselineStore(scratch, gpu_key)
+
+
+def check(baselines: Path, report_path: Path, raw: bool = False) -> dict:
+    report = json.loads(report_path.read_text())
+    results = report["results"]
+    card = frozenset(results[0]["run"]["gpus"])
+    reference = {} if raw else report.get("reference") or {}
+    with tempfile.TemporaryDirectory() as scratch:
+        store = without_card(baselines, report["gpu"], card, Path(scratch), raw)
+        evidence = store.evidence()
+        decisions = []
+        for result in results:
+            current = Run.of(result["samples"], card, card_scale=reference.get("compute_joules_per_tflop"))
+            decisions.append(judge(store.lookup(result["nodeid"]), current, tolerance=result["tolerance"],
+                                   confidence=result["confidence"], prior=Prior(), evidence=evidence,
+                                   fingerprint=None, on_cpu=False, allow_hardware_change=True).decision)
+    judged = [d for d in decisions if d.verdict != "new"]
+    return {"report": report_path.name, "card": ", ".join(sorted(card)),
+            "verdicts": Counter(d.verdict for d in decisions),
+            "median_delta": statistics.median(d.delta for d in judged) if judged else None,
+            "median_detectable": statistics.median(d.detectable for d in judged) if judged else None,
+            "adjusted": sum(d.card_adjustment is not None for d in judged)}
+
+
+def each_run(baselines: Path, gpu_key: str = "h200") -> str:
+    """Every recorded run against the other runs of its entry, where its card recorded one of those too."""
+    evidence = BaselineStore(baselines, gpu_key).evidence()
+    decisions = []
+    for (key, _), entry in read_set(baselines).entries.items():
+        others = evidence.without(Evidence.of_history(entry.runs))
+        for i, run in enumerate(entry.runs if key == gpu_key else ()):
+            rest = entry.runs[:i] + entry.runs[i + 1:]
+            if run.gpus in {other.gpus for other in rest}:
+                decisions.append(compare(rest, run, 0.05, evidence=others))
+    counts = ", ".join(f"{sum(d.verdict == v for d in decisions)} {v}" for v in VERDICTS)
+    half = statistics.median(d.ci_high / d.ratio - 1 for d in decisions)
+    return (f"{len(decisions)} runs against their entries' other runs (tolerance 5%, confidence 99%): {counts}; "
+            f"median half-width of the interval {half:+.1%}, median detectable "
+            f"{statistics.median(d.detectable for d in decisions):.1%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("baselines", type=Path)
+    parser.add_argument("reports", type=Path, nargs="*")
+    parser.add_argument("--raw", action="store_true", help="judge without the reference kernels")
+    parser.add_argument("--each-run", action="store_true", help="judge every recorded run against its entry's others")
+    args = parser.parse_args(argv)
+    if args.each_run:
+        print(each_run(args.baselines))
+        return
+    print("| report | card | " + " | ".join(VERDICTS) + " | median delta | median detectable | card-adjusted |")
+    print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- |")
+    for path in args.reports:
+        found = check(args.baselines, path, args.raw)
+        counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
+        delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
+        detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
+        print(f"| {found['report']} | {found['card'][:12]} | {counts} | {delta} | {detectable} | {found['adjusted']} |")
+
+
+if __name__ == "__main__":
+    main()
