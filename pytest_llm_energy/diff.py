@@ -20,7 +20,7 @@ from .baseline import BaselineEntry, BaselineSet
 from .files import clean_for_json
 from .gpus import CPU_KEY
 from .judge import Judgement, judge
-from .report import noise_note
+from .report import card_adjusted_note, noise_note
 from .stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_PRIOR,
@@ -53,7 +53,7 @@ class EntryDiff:
     verdict: str  # a stats verdict, or REMOVED
     old_joules_per_token: float | None
     new_joules_per_token: float | None
-    delta: float | None  # median(new) / median(old) - 1
+    delta: float | None  # median(new) / median(old) - 1 (per unit of the card reference: card_adjustment)
     ci_low: float | None  # interval of that ratio
     ci_high: float | None
     p_value: float | None
@@ -65,6 +65,7 @@ class EntryDiff:
     stack_changes: tuple[stack.Change, ...]
     notes: tuple[str, ...]
     reason: str
+    card_adjustment: float | None = None  # where runs of several cards met (stats.per_card_scale)
 
     def sort_key(self) -> tuple:
         return (VERDICT_ORDER.index(self.verdict), -abs(self.delta or 0.0), self.nodeid)
@@ -76,6 +77,7 @@ class EntryDiff:
             "old_joules_per_token": self.old_joules_per_token,
             "new_joules_per_token": self.new_joules_per_token,
             "delta": self.delta,
+            "card_adjustment": self.card_adjustment,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "p_value": self.p_value,
@@ -174,6 +176,8 @@ def _entry_notes(old: BaselineEntry, new: BaselineEntry, judgement: Judgement) -
         notes.append("estimated")
     if judgement.other_gpus:
         notes.append("other GPUs: " + ", ".join(judgement.other_gpus) + " -> " + ", ".join(sorted(new.gpu_uuids)))
+    if judgement.decision.card_adjustment is not None:
+        notes.append(card_adjusted_note(judgement.decision.card_adjustment))
     if judgement.decision.too_noisy:
         notes.append(noise_note(judgement.decision.detectable))
     return notes
@@ -232,6 +236,7 @@ def compare_entries(
         stack_changes=judgement.stack_changes,
         notes=tuple(notes),
         reason=decision.reason,
+        card_adjustment=decision.card_adjustment,
     )
 
 

@@ -89,6 +89,7 @@ class EnergyFixture:
     def trials(self) -> Iterator[Trial]:
         """Loop over warm-up passes, then trials (adaptive when the settings allow), measuring once each."""
         self.drives_own_trials = True
+        self._session.ready_meter()  # the card's reference first: adaptive trials decide by the final rule
         plan = self.plan()
         for index in range(plan.warmup):
             self._warming = True

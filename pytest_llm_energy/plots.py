@@ -104,7 +104,9 @@ def comparison_bars(records: Sequence[Mapping]) -> list[ComparisonBar]:
             continue
         baseline = _number(record.get("baseline_joules_per_token"))
         low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
-        interval = (baseline * low, baseline * high) if baseline and low and high else (None, None)
+        # a card-adjusted interval is of J/token per unit of the card reference: back in this card's J/token
+        scale = baseline * (_number(record.get("card_adjustment")) or 1.0) if baseline else None
+        interval = (scale * low, scale * high) if scale and low and high else (None, None)
         bars.append(
             ComparisonBar(str(record.get("nodeid")), current, baseline, *interval, str(record.get("verdict")))
         )

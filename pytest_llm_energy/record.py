@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .judge import Judgement
 from .measurement import Measurement
+from .report import card_adjusted_note
 from .stats import summarize
 
 
@@ -80,9 +81,7 @@ def build_record(
                   f"{noise.card:.1%} card-to-card noise (--energy-card-noise, and cards recorded in the set)")
     if decision.card_adjustment is not None:
         flags.add("card-adjusted")
-        notes.add(f"runs of several cards compared per unit of each card's matmul reference (J/TFLOP): this "
-                  f"card's is {decision.card_adjustment - 1:+.1%} on the baseline runs'; delta and CI are of "
-                  "that, not of the J/token columns")
+        notes.add(card_adjusted_note(decision.card_adjustment))
     flags, notes = sorted(flags), sorted(notes)
     return {
         "nodeid": nodeid,

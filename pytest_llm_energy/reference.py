@@ -93,6 +93,9 @@ def measure_reference(meter: Meter, seconds: float = 2.0) -> Reference | None:
     # The kernels ran on one card; a meter of several counts the others' idle power too.
     gpu, compute_joules = _first_device(compute)
     memory_joules = _first_device(memory)[1]
+    if not (math.isfinite(compute_joules) and math.isfinite(memory_joules) and compute_joules > 0
+            and memory_joules > 0):
+        return None  # a counter that read no energy measured nothing a run could be scaled by
     return Reference(gpu, compute_joules / tflop, memory_joules / gigabytes, compute_joules / compute.seconds,
                      memory_joules / memory.seconds, flags)
 

@@ -59,6 +59,12 @@ def noise_note(detectable) -> str:
     return "too noisy: detects " + (f">={detectable:.0%}" if _finite(detectable) else "nothing")
 
 
+def card_adjusted_note(adjustment: float) -> str:
+    """What a comparison of runs from several cards says it compared (stats.per_card_scale)."""
+    return (f"card-adjusted: J/token per unit of each card's matmul reference, this card's {adjustment - 1:+.1%} "
+            "on the baseline runs'; delta and CI are of that, not of the J/token columns")
+
+
 def notes(record: dict) -> str:
     parts = []
     if record.get("refused"):
@@ -156,8 +162,8 @@ def written_counts(written: Mapping) -> str:
 
 def junit_properties(record: Mapping) -> list[tuple[str, object]]:
     """A record as JUnit XML properties; an A/B arm's half has no verdict of its own (the pair has)."""
-    keys = ("joules_per_token", "baseline_joules_per_token", "delta", "verdict", "ci_low", "ci_high",
-            "detectable", "meter", "arm")
+    keys = ("joules_per_token", "baseline_joules_per_token", "delta", "card_adjustment", "verdict", "ci_low",
+            "ci_high", "detectable", "meter", "arm")
     if record.get("arm") in ("A", "B"):
         keys = ("joules_per_token", "meter", "arm")
     return [(f"energy_{key}", record[key]) for key in keys if record.get(key) is not None]
@@ -166,9 +172,11 @@ def junit_properties(record: Mapping) -> list[tuple[str, object]]:
 def failure_message(record: dict, *, strict_reason: str | None = None, accept: str | None = None) -> str:
     """What a failing test prints: the numbers that failed it, in a small table, then how to accept them."""
     ab = record.get("arm") == AB_PAIR
+    adjustment = record.get("card_adjustment")
     title = strict_reason or (
-        f"energy regressed: J per output token {percent(record.get('delta'))} against "
-        f"{'arm A' if ab else 'the baseline'} (tolerance {record['tolerance']:.0%})"
+        f"energy regressed: J per output token{' per unit of the card reference' if adjustment else ''} "
+        f"{percent(record.get('delta'))} against {'arm A' if ab else 'the baseline'} "
+        f"(tolerance {record['tolerance']:.0%})"
     )
     decision = record.get("decision") or {}
     table = [
@@ -177,6 +185,8 @@ def failure_message(record: dict, *, strict_reason: str | None = None, accept: s
          joules(record.get("baseline_joules_per_token"))],
         ["delta (B over A, pair by pair)" if (decision.get("extras") or {}).get("pairs") else "delta",
          percent(record.get("delta"))],
+        *([["card adjustment (this card's matmul J/TFLOP on the baseline runs')", percent(adjustment - 1)]]
+          if adjustment else []),
         [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
         ["p-value", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
         ["tolerance", f"{record['tolerance']:.0%}"],

@@ -47,7 +47,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, astuple, dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import brentq
@@ -135,13 +135,17 @@ class Evidence:
     """Run-to-run and card-to-card scatter over the tests of a baselines set, beyond what trials explain.
 
     Sums of (degrees of freedom x excess variance) and the degrees of freedom, so one test's own part can be
-    taken out again (`without`) before its own runs are weighed against the rest.
+    taken out again (`without`) before its own runs are weighed against the rest. The card scatter is kept
+    twice: of plain J/token, and of J/token per unit of each card's matmul reference (`per_card_scale`,
+    from the histories it applies to), so each comparison learns from the kind it makes (`scaled`).
     """
 
     run_sum: float = 0.0
     run_df: int = 0
     card_sum: float = 0.0
     card_df: int = 0
+    scaled_card_sum: float = 0.0
+    scaled_card_df: int = 0
 
     @classmethod
     def of(cls, histories: Iterable[Sequence[Run]]) -> Evidence:
@@ -155,47 +159,65 @@ class Evidence:
         """What one test's recorded runs say: their scatter beyond their trials, by run and by card."""
         if len(runs) < 2:
             return cls()
-        runs = per_card_scale(runs) or runs
         trial_var, _ = _pooled_trial_variance([(r.trials, r.spread) for r in runs])
-        medians = np.log([r.median for r in runs])
         own = [median_cost(r.trials) * trial_var / r.trials for r in runs]
-        cards = {}
-        for run, median, variance in zip(runs, medians, own, strict=True):
-            cards.setdefault(run.gpus, []).append((median, variance))
-        if len(cards) < 2:
-            return cls(float(np.var(medians, ddof=1) - np.mean(own)) * (len(runs) - 1), len(runs) - 1)
-        # Runs within each card estimate the run scatter; the card means' scatter, less what runs explain,
-        # the card scatter.
-        within = [(len(group) - 1, np.var([m for m, _ in group], ddof=1) - np.mean([v for _, v in group]))
-                  for group in cards.values() if len(group) > 1]
-        run_df = sum(df for df, _ in within)
-        run_sum = sum(df * excess for df, excess in within)
-        run_var = run_sum / run_df if run_df else 0.0
-        means = [np.mean([m for m, _ in group]) for group in cards.values()]
-        explained = np.mean([(run_var + np.mean([v for _, v in group])) / len(group) for group in cards.values()])
-        card_excess = float(np.var(means, ddof=1) - explained)
-        return cls(float(run_sum), run_df, card_excess * (len(cards) - 1), len(cards) - 1)
+        run_sum, run_df, card_sum, card_df = _scatter(runs, own)
+        scaled = per_card_scale(runs)
+        # The run level is learnt from plain J/token: dividing by a card's reference leaves the runs on one
+        # card as they were (benchmarks/README.md section 10); only the card level differs.
+        scaled_sum, scaled_df = _scatter(scaled, own)[2:] if scaled else (0.0, 0)
+        return cls(run_sum, run_df, card_sum, card_df, scaled_sum, scaled_df)
+
+    def scaled(self) -> Evidence:
+        """The evidence for a comparison made per unit of each card's matmul reference."""
+        return replace(self, card_sum=self.scaled_card_sum, card_df=self.scaled_card_df)
 
     def __add__(self, other: Evidence) -> Evidence:
-        return Evidence(self.run_sum + other.run_sum, self.run_df + other.run_df,
-                        self.card_sum + other.card_sum, self.card_df + other.card_df)
+        return Evidence(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def without(self, part: Evidence) -> Evidence:
-        return Evidence(self.run_sum - part.run_sum, self.run_df - part.run_df,
-                        self.card_sum - part.card_sum, self.card_df - part.card_df)
+        return Evidence(*(a - b for a, b in zip(astuple(self), astuple(part), strict=True)))
+
+
+def _scatter(runs: Sequence[Run], own: Sequence[float]) -> tuple[float, int, float, int]:
+    """(run sum, run df, card sum, card df) of runs whose medians' own trial variances are `own`."""
+    medians = np.log([r.median for r in runs])
+    cards = {}
+    for run, median, variance in zip(runs, medians, own, strict=True):
+        cards.setdefault(run.gpus, []).append((median, variance))
+    if len(cards) < 2:
+        return float(np.var(medians, ddof=1) - np.mean(own)) * (len(runs) - 1), len(runs) - 1, 0.0, 0
+    # Runs within each card estimate the run scatter; the card means' scatter, less what runs explain,
+    # the card scatter.
+    within = [(len(group) - 1, np.var([m for m, _ in group], ddof=1) - np.mean([v for _, v in group]))
+              for group in cards.values() if len(group) > 1]
+    run_df = sum(df for df, _ in within)
+    run_sum = sum(df * excess for df, excess in within)
+    run_var = run_sum / run_df if run_df else 0.0
+    means = [np.mean([m for m, _ in group]) for group in cards.values()]
+    explained = np.mean([(run_var + np.mean([v for _, v in group])) / len(group) for group in cards.values()])
+    card_excess = float(np.var(means, ddof=1) - explained)
+    return float(run_sum), run_df, card_excess * (len(cards) - 1), len(cards) - 1
 
 
 DEFAULT_PRIOR = Prior()
+NO_EVIDENCE = Evidence()
 
 
 def per_card_scale(runs: Sequence[Run]) -> list[Run] | None:
-    """Runs from several cards with each median divided by its card's matmul reference: how the rule makes
+    """Runs from several cards with each median divided by its card's matmul reference (the geometric mean
+    of what that card's runs measured, so a run recorded without it takes its card's): how the rule makes
     cards of one model comparable (benchmarks/README.md section 10 measured that this narrows their spread).
-    None where the runs come from one card, or any of them measured no reference."""
-    if len({run.gpus for run in runs if run.gpus}) < 2 or any(run.card_scale is None for run in runs):
+    None where the runs come from one card, or from a card none of whose runs measured the reference. (A run
+    on several GPUs is scaled by the first one's: the kernels run on CUDA device 0.)"""
+    logs: dict[frozenset[str], list[float]] = {}
+    for run in runs:
+        if run.gpus and run.card_scale:
+            logs.setdefault(run.gpus, []).append(math.log(run.card_scale))
+    if len({run.gpus for run in runs}) < 2 or any(run.gpus not in logs for run in runs):
         return None
-    return [replace(run, median=run.median / run.card_scale) for run in runs]
-NO_EVIDENCE = Evidence()
+    scale = {card: math.exp(sum(values) / len(values)) for card, values in logs.items()}
+    return [replace(run, median=run.median / scale[run.gpus]) for run in runs]
 
 
 @dataclass(frozen=True)
@@ -465,9 +487,11 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     baseline = list(baseline or ())
     scaled = per_card_scale([*baseline, current]) if baseline else None
     adjustment = None
-    if scaled:
-        adjustment = current.card_scale / math.exp(np.mean([math.log(run.card_scale) for run in baseline]))
+    if scaled:  # this card's reference over the baseline runs' cards' (geometric mean)
+        scales = [math.log(run.median / by.median) for run, by in zip([*baseline, current], scaled, strict=True)]
+        adjustment = math.exp(scales[-1] - float(np.mean(scales[:-1])))
         *baseline, current = scaled
+        evidence = evidence.scaled()
     reference = baseline or [current]  # with no baseline: what a baseline like this run could detect
     cards = other_cards(baseline, current)
     found = compare_arrays(

@@ -407,3 +407,18 @@ def test_entries_from_other_gpus_are_noted_and_judged_with_card_noise(tmp_path):
     assert row.verdict == "regressed"
     ((row,),) = [gpu.rows for gpu in diff_baselines(old, same, 0.05, prior=Prior(run=0.005, card=0.05)).gpus]
     assert row.verdict == "regressed" and not any(note.startswith("other GPUs") for note in row.notes)
+
+
+def test_runs_of_two_cards_with_their_references_are_compared_per_unit_of_it(tmp_path):
+    def referenced(gpu, scale, matmul):
+        found = _on(gpu, scale)
+        found["runs"] = [{**run, "reference": {"gpu": gpu, "compute_joules_per_tflop": matmul}}
+                         for run in found["runs"]]
+        return found
+
+    old = read_baseline_set(write(tmp_path / "old", "h100", {"t.py::test_a": referenced("GPU-aaaa", 1.0, 1.0)}))
+    moved = read_baseline_set(write(tmp_path / "new", "h100", {"t.py::test_a": referenced("GPU-bbbb", 1.12, 1.12)}))
+    ((row,),) = [gpu.rows for gpu in diff_baselines(old, moved, 0.05, prior=Prior(run=0.005, card=0.0)).gpus]
+    assert row.card_adjustment == pytest.approx(1.12) and row.delta == pytest.approx(0.0, abs=0.002)
+    assert row.verdict == "unchanged" and any(note.startswith("card-adjusted: ") for note in row.notes)
+    assert row.to_dict()["card_adjustment"] == pytest.approx(1.12)

@@ -81,6 +81,13 @@ def test_bars_put_the_largest_regression_first_with_the_interval_of_the_current_
     assert all(bar.low is None for bar in bars[1:]) and len(bars) == 5
 
 
+def test_a_card_adjusted_interval_is_drawn_in_this_cards_joules():
+    # another card with a 12% higher matmul reference: the interval is of J/token per unit of that reference
+    adjusted = dict(RECORDS[3], ci_low=0.95, ci_high=1.05, card_adjustment=1.12, verdict="inconclusive")
+    (bar,) = comparison_bars([adjusted])
+    assert (bar.low, bar.high) == (pytest.approx(0.06 * 1.12 * 0.95), pytest.approx(0.06 * 1.12 * 1.05))
+
+
 def test_plots_are_png_files_drawn_without_pyplot(tmp_path):
     pytest.importorskip("matplotlib")
     had_pyplot = "matplotlib.pyplot" in sys.modules

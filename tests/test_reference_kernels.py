@@ -1,6 +1,7 @@
 """The reference kernels' place in a run: measured once on a GPU run, kept with each recorded run and in the
-reports, skipped where asked, and the scale that makes runs of several cards comparable. Fake NVML, and the kernels stubbed in the run's conftest (they need CUDA; the
-real ones run in tests/test_gpu_meter.py on a GPU)."""
+reports, skipped where asked, and the scale that makes runs of several cards comparable. Fake NVML, and the
+kernels stubbed in the run's conftest (they need CUDA; the real ones run in tests/test_gpu_meter.py on a
+GPU)."""
 
 import json
 from pathlib import Path
@@ -120,3 +121,12 @@ def test_a_run_without_the_reference_is_judged_in_plain_joules(two_cards):
         assert record["card_adjustment"] is None and "card-adjusted" not in record["flags"]
         raw = record["joules_per_token"] / record["baseline_joules_per_token"]
         assert 1 + record["delta"] == pytest.approx(raw, rel=1e-3)
+
+
+def test_a_regression_on_another_card_says_it_was_judged_per_unit_of_the_reference(two_cards, monkeypatch):
+    monkeypatch.setenv("FAKE_WATTS", "200")  # +100% against a matmul reference 12% higher: a real rise
+    result = two_cards.runpytest_subprocess(*ARGS, "--energy-card-noise=0.01", "--junitxml=j.xml")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*energy regressed: J per output token per unit of the card reference +7*",
+                                 "*card adjustment (this card's matmul J/TFLOP on the baseline runs')*+12.0%*"])
+    assert 'name="energy_card_adjustment" value="1.12"' in (two_cards.path / "j.xml").read_text()

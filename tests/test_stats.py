@@ -314,7 +314,7 @@ def test_runs_of_several_cards_are_compared_per_unit_of_each_cards_matmul_refere
     assert unscaled.card_adjustment is None and unscaled.delta == pytest.approx(0.10, abs=0.005)
 
 
-def test_the_reference_is_left_out_on_one_card_and_where_a_run_measured_none():
+def test_the_reference_is_left_out_on_one_card_and_for_a_card_that_never_measured_it():
     runs = scaled_runs([(1.0, "a", 1.0), (1.0, "a", 1.2)])
     assert stats.per_card_scale(runs) is None  # one card: nothing to make comparable
     two = scaled_runs([(1.0, "a", 1.0), (1.2, "b", 1.2)])
@@ -324,11 +324,33 @@ def test_the_reference_is_left_out_on_one_card_and_where_a_run_measured_none():
     assert same_card.card_adjustment is None
 
 
-def test_card_evidence_is_what_dividing_by_the_reference_leaves():
+def test_a_run_without_the_reference_takes_its_cards_from_the_cards_other_runs():
+    runs = scaled_runs([(1.0, "a", 1.0), (1.21, "b", 1.1), (1.21, "b", 1.3)])
+    unmeasured = dataclasses.replace(runs[0], card_scale=None)
+    scaled = stats.per_card_scale([*runs, unmeasured])
+    # card b's figure is the geometric mean of its runs' (1.1 and 1.3); card a's, the one run that has it
+    assert scaled[3].median == pytest.approx(runs[0].median)
+    assert scaled[1].median == pytest.approx(runs[1].median / math.sqrt(1.1 * 1.3))
+
+
+def test_card_evidence_is_kept_plain_and_per_unit_of_the_reference():
     levels = [(1.0, "a", 1.0), (1.001, "a", 1.0), (1.10, "b", 1.10), (1.099, "b", 1.10)]
-    scaled = Evidence.of_history(scaled_runs(levels))
-    raw = Evidence.of_history([dataclasses.replace(run, card_scale=None) for run in scaled_runs(levels)])
-    assert raw.card_sum > 0.003 and scaled.card_sum < 1e-4 and scaled.card_df == raw.card_df == 1
+    found = Evidence.of_history(scaled_runs(levels))
+    assert found.card_sum > 0.003 and found.scaled_card_sum < 1e-4 and found.scaled_card_df == found.card_df == 1
+    assert found.scaled().card_sum == found.scaled_card_sum and found.scaled().run_sum == found.run_sum
+    unscaled = Evidence.of_history([dataclasses.replace(run, card_scale=None) for run in scaled_runs(levels)])
+    assert unscaled.scaled_card_df == 0 and unscaled.card_sum == pytest.approx(found.card_sum)
+
+
+def test_each_comparison_learns_the_card_level_from_its_own_kind():
+    # the set says: cards differ by 10% in plain joules, by nothing per unit of their reference
+    history = [(1.0, "a", 1.0), (1.001, "a", 1.0), (1.10, "b", 1.10), (1.099, "b", 1.10)]
+    evidence = Evidence.of([scaled_runs(history) for _ in range(10)])
+    baseline = scaled_runs([(1.0, "a", 1.0), (1.0, "a", 1.0)])
+    measured = scaled_runs([(1.0, "c", 1.0)])[0]
+    plain = dataclasses.replace(measured, card_scale=None)  # a run with --energy-no-reference
+    assert compare(baseline, measured, TOLERANCE, evidence=evidence).noise.card < 0.04
+    assert compare(baseline, plain, TOLERANCE, evidence=evidence).noise.card > 0.06
 
 
 def test_without_run_to_run_scatter_trials_alone_decide():
