@@ -133,9 +133,9 @@ def _run(where: str, number: int, item) -> Run:
     if problem:
         raise BaselineError(f"{where}: run {number} {problem}; {_FIX_ENTRY}")
     recorded_at = item.get("recorded_at")
-    scale = item["reference"]["compute_joules_per_tflop"] if "reference" in item else None
+    scale = float(item["reference"]["compute_joules_per_tflop"]) if "reference" in item else None
     return Run(float(item["median"]), item["trials"], float(item["spread"]), frozenset(item.get("gpus", [])),
-               recorded_at if isinstance(recorded_at, str) else None, float(scale) if scale else None)
+               recorded_at if isinstance(recorded_at, str) else None, scale)
 
 
 def run_of_entry(entry: Mapping) -> dict:

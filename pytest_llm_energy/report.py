@@ -116,9 +116,9 @@ def header_line(document: dict) -> str:
 
 def reference_line(reference: Mapping) -> str:
     """The card's reference kernels as a header line (reference.py)."""
-    return (f"Reference kernels on {reference.get('gpu') or 'this GPU'}: matmul {reference['compute_joules_per_tflop']:.3g} J/TFLOP at "
-            f"{reference['compute_watts']:.0f} W, copy {reference['memory_joules_per_gb']:.3g} J/GB at "
-            f"{reference['memory_watts']:.0f} W")
+    return (f"Reference kernels on {reference.get('gpu') or 'this GPU'}: matmul "
+            f"{reference['compute_joules_per_tflop']:.3g} J/TFLOP at {reference['compute_watts']:.0f} W, "
+            f"copy {reference['memory_joules_per_gb']:.3g} J/GB at {reference['memory_watts']:.0f} W")
 
 
 def count_text(counts: Mapping[str, int]) -> str:

@@ -173,8 +173,7 @@ class EnergySession:
             entry = None
         judgement = judge.judge(
             entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale()),
-            tolerance=settings.tolerance,
-            confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
+            tolerance=settings.tolerance, confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
         )
