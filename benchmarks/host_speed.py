@@ -36,23 +36,17 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from pytest_llm_energy import host  # noqa: E402
 from pytest_llm_energy.backends.base import BackendOptions  # noqa: E402
 from pytest_llm_energy.backends.hf import HFBackend  # noqa: E402
 from pytest_llm_energy.models import resolve_model  # noqa: E402
 from pytest_llm_energy.workload import Workload  # noqa: E402
 
-LOOP_N = 300_000  # iterations of the pure-Python loop: a few tens of ms on a server core
-SLOW_CORE = 1.5  # a core this much slower than the fastest at the same loop is counted slow
+LOOP_N = 300_000  # the plugin's host probe loop (host.py), 3x as long: a few tens of ms on a server core
 
 
 def python_loop() -> float:
-    """Seconds for a fixed interpreter-bound loop (attribute lookups, calls, small ints: what generate does)."""
-    started = time.perf_counter()
-    total = 0
-    items = {"a": 1, "b": 2}
-    for i in range(LOOP_N):
-        total += items.get("a" if i & 1 else "b", 0) + len(items)
-    return time.perf_counter() - started
+    return host.python_loop(LOOP_N)
 
 
 def pin(cores: set[int]) -> None:
@@ -192,7 +186,7 @@ def report(paths: list[Path]) -> str:
     for path in paths:
         result = json.loads(path.read_text())
         readings = [t for times in result["core_seconds"].values() for t in times]  # every core, every round
-        slow = sum(t > SLOW_CORE * min(readings) for t in readings)
+        slow = sum(t > host.SLOW * min(readings) for t in readings)
         by_bin: dict[str, list[dict]] = {}
         for row in result["windows"]:
             by_bin.setdefault(row.get("bin") or f"{result['model']} {result['bin']}", []).append(row)

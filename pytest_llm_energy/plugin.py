@@ -26,6 +26,7 @@ from .report import (
     ab_against,
     failure_message,
     header_line,
+    host_line,
     junit_properties,
     reference_line,
     run_document,
@@ -592,6 +593,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     reference = session.run_reference()
     if reference:
         tr.write_line(reference_line(reference))
+    if session.host:
+        tr.write_line(host_line(session.host))
     if records:
         tr.write_line(terminal_table(records))
         tr.write_line(f"{tests_text(len(records))}: {verdict_counts(records)}")

@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from .errors import EnergyError
 from .files import atomic_write, display_path, dumps
+from .host import SLOW as SLOW_HOST_READING
 
 if TYPE_CHECKING:
     from .session import EnergySession
@@ -112,6 +113,15 @@ def header_line(document: dict) -> str:
                 "'baseline' is arm A")
     folder = document.get("baselines_folder") or document["baselines"]
     return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
+
+
+def host_line(host: Mapping) -> str:
+    """The host probe as a header line (host.py)."""
+    text = f"Host: {host['cpus']} CPUs, a fixed Python loop {host['fastest_ms']:.3g} ms at best"
+    if not host["slow"]:
+        return text + f", no reading {SLOW_HOST_READING}x slower"
+    return (f"{text}; {host['slow']} of {host['readings']} readings {SLOW_HOST_READING}x slower or more: its CPUs "
+            "are shared, and what waits on the host (bins under about 80% GPU busy) moves with them")
 
 
 def reference_line(reference: Mapping) -> str:
@@ -241,6 +251,8 @@ def markdown(document: dict) -> str:
         lines += ["", f"Meter: {markdown_cell(document['meter_description'])}."]
     if document.get("reference"):
         lines += ["", reference_line(document["reference"]) + "."]
+    if document.get("host"):
+        lines += ["", host_line(document["host"]) + "."]
     if document["estimated"]:
         lines += ["", "> **ESTIMATED**: no energy counter was read; these numbers are an estimate for trying "
                       "the plugin out, not a measurement to guard energy with."]
@@ -285,6 +297,7 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
         "reference": session.run_reference(),
+        "host": session.host,
         "unused_baseline_entries": session.unused_entries(),
         "mode": session.mode,
         "arms": session.ab_arms,

@@ -20,6 +20,7 @@ from .baseline import BaselineEntry, BaselineStore, WriteSummary, workload_chang
 from .config import TestSettings
 from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
+from .host import probe_host
 from .meters import make_meter
 from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
@@ -49,6 +50,7 @@ class EnergySession:
         self._pool = None
         self._idle_measured = False
         self.reference: dict | None = None  # the reference kernels on this run's GPU (reference.py)
+        self.host: dict | None = None  # how fast this run's CPUs ran Python at its start (host.py)
         self._evidence: Evidence | None = None
         self.progress = lambda text: None  # the plugin installs a terminal writer
         self.records: dict[str, dict] = {}  # nodeid -> record (controller: from every process)
@@ -87,6 +89,10 @@ class EnergySession:
         if not self._idle_measured:
             self._idle_measured = True
             self.meter.idle_watts()
+            if self.is_controller:  # one process: xdist workers would read each other's load as the host's
+                self.progress("host probe: a fixed Python loop on each CPU")
+                probe = probe_host()
+                self.host = probe.to_dict() if probe else None
             if self.meter.name == "nvml" and not (self.options["no_reference"] or self.options["ab"]):
                 self.progress("reference kernels (matmul, copy) on this GPU")
                 found = measure_reference(self.meter)
