@@ -1,7 +1,7 @@
 """How fast the runner's CPUs run Python when a run starts: the host's half of every GPU step.
 
-A compiled `generate` still runs Python between CUDA-graph replays and the GPU waits for it, so a bin the GPU
-is busy for less than about 80% of moves with the host's speed. On a shared VM a vCPU runs at full or at half
+A compiled `generate` still runs Python between CUDA-graph replays and the GPU waits for it, so a bin whose
+GPU is busy for less than about 80% of the window moves with the host's speed. On a shared VM a vCPU runs at full or at half
 speed as the other hardware thread of its core is idle or busy, and the guest sees no steal time (measured,
 and why this loop: benchmarks/README.md section 10). So a run times one fixed Python loop on each CPU it may
 use, the thread pinned to each in turn, and the report header says how many readings ran slow.
