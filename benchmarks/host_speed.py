@@ -5,13 +5,14 @@ for part of every step (busy 55-94%, benchmarks/README.md section 10). If the ho
 slower in one process than in another, the window is longer at the same GPU work, and the card's power over
 the longer gaps lands in J/token. This measures both halves on one GPU runner:
 
-1. each CPU core's speed on a fixed pure-Python loop (the main thread pinned to it; rounds interleaved);
+1. each CPU core's speed on a fixed pure-Python loop (the plugin's host probe, pytest_llm_energy/host.py, with
+   a loop 3x as long: a thread pinned to each core in turn, several rounds);
 2. one compiled bin (Llama-3.2-1B config, random weights) measured with the main thread pinned to the
    fastest and the slowest cores, and unpinned, the settings taken in turn, several rounds.
 
 `--sweep` instead measures several bins and models unpinned, windows back to back, to see how a bin's
 window-to-window scatter falls as the GPU's share of each step grows. The host's steal time (/proc/stat) and
-its cgroup's CPU throttling are read around every window: a shared host shows there.
+its cgroup's CPU throttling are read around every window (on the runners measured, neither moved).
 
     python benchmarks/host_speed.py --out OUT.json [--bin 512,128,8] [--rounds 3]
     python benchmarks/host_speed.py --out OUT.json --sweep llama-3.2-1b:1024,512,8 llama-3.1-8b:1024,512,32
@@ -54,15 +55,17 @@ def pin(cores: set[int]) -> None:
 
 
 def core_speeds(cores: list[int], rounds: int) -> dict[int, list[float]]:
-    """Loop seconds per core, the cores taken in a rotated order each round so drift spreads evenly."""
-    allowed = os.sched_getaffinity(0)
+    """Loop seconds per core (best of three after one to settle), by the plugin's own probe thread."""
+    def best_of_three() -> float:
+        python_loop()
+        return min(python_loop() for _ in range(3))
+
+    readings = host.cpu_readings(best_of_three, cores, rounds)
+    if readings is None:
+        raise SystemExit("threads cannot be pinned here (needs Linux and a container that allows it)")
     times: dict[int, list[float]] = {core: [] for core in cores}
-    for r in range(rounds):
-        for core in cores[r % len(cores):] + cores[:r % len(cores)]:
-            pin({core})
-            python_loop()  # settle on the core
-            times[core].append(min(python_loop() for _ in range(3)))
-    pin(allowed)
+    for core, seconds in readings:
+        times[core].append(seconds)
     return times
 
 
@@ -186,7 +189,7 @@ def report(paths: list[Path]) -> str:
     for path in paths:
         result = json.loads(path.read_text())
         readings = [t for times in result["core_seconds"].values() for t in times]  # every core, every round
-        slow = sum(t > host.SLOW * min(readings) for t in readings)
+        slow = host.HostProbe.of(len(result["core_seconds"]), readings).slow
         by_bin: dict[str, list[dict]] = {}
         for row in result["windows"]:
             by_bin.setdefault(row.get("bin") or f"{result['model']} {result['bin']}", []).append(row)

@@ -120,8 +120,10 @@ def host_line(host: Mapping) -> str:
     text = f"Host: {host['cpus']} CPUs, a fixed Python loop {host['fastest_ms']:.3g} ms at best"
     if not host["slow"]:
         return text + f", no reading {SLOW_HOST_READING}x slower"
-    return (f"{text}; {host['slow']} of {host['readings']} readings {SLOW_HOST_READING}x slower or more: its CPUs "
-            "are shared, and what waits on the host (bins under about 80% GPU busy) moves with them")
+    text += f"; {host['slow']} of {host['readings']} readings {SLOW_HOST_READING}x slower or more"
+    if host.get("throttled_ms"):
+        return text + f", while the container's CPU quota held it {host['throttled_ms']:.0f} ms"
+    return text + ": its CPUs are shared, and what waits on the host (bins under about 80% GPU busy) moves with them"
 
 
 def reference_line(reference: Mapping) -> str:

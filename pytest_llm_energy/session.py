@@ -89,7 +89,9 @@ class EnergySession:
         if not self._idle_measured:
             self._idle_measured = True
             self.meter.idle_watts()
-            if self.is_controller:  # one process: xdist workers would read each other's load as the host's
+            # Not in xdist workers, which would read each other's load as the host's (an A/B controller
+            # probes before its arms start).
+            if self.meter.name == "nvml" and self.is_controller:
                 self.progress("host probe: a fixed Python loop on each CPU")
                 probe = probe_host()
                 self.host = probe.to_dict() if probe else None

@@ -1,7 +1,6 @@
 """The core flow as a user runs it (pytester): record, compare, fail the test that regressed."""
 
 import json
-import os
 
 import pytest
 
@@ -221,16 +220,9 @@ def test_report_header_names_gpu_meter_and_baselines(suite):
     ])
 
 
-def test_report_header_and_json_say_how_fast_the_cpus_ran_python(suite):
-    allowed = os.sched_getaffinity(0)
-    cpus = len(allowed)
-    result = run(suite, "--energy-json=r.json", "--energy-md=r.md")
-    result.stdout.fnmatch_lines([f"Host: {cpus} CPUs, a fixed Python loop * ms at best*"])
-    host = report(suite, "r.json")["host"]
-    assert host["cpus"] == cpus and host["readings"] == 2 * cpus and host["fastest_ms"] > 0
-    assert 0 <= host["slow"] <= host["readings"]
-    assert f"Host: {cpus} CPUs" in (suite.path / "r.md").read_text()
-    assert os.sched_getaffinity(0) == allowed  # the run (in this process) left its thread unpinned
+def test_a_cpu_run_does_not_probe_the_host(suite):
+    result = run(suite, "--energy-json=r.json")
+    assert "Host:" not in result.stdout.str() and report(suite, "r.json")["host"] is None
 
 
 def test_unknown_marker_keyword_is_an_error_naming_it(pytester):
