@@ -8,9 +8,12 @@ card is scaled by its matmul reference). No GPU.
 
     python benchmarks/card_check.py [--raw] baselines REPORT.json [REPORT.json ...]
     python benchmarks/card_check.py --each-run baselines   # every recorded run against its entry's others
+    python benchmarks/card_check.py --by-busy baselines    # run-to-run scatter by the bins' GPU busy share
 
 With --each-run, every recorded run whose card also recorded another run of its entry is judged against the
 entry's other runs (its card among them): what a run on a card that recorded the baselines meets.
+With --by-busy, the scatter of runs on one card beyond their trials (the plugin's `Evidence`), pooled over
+the entries whose latest run's GPU busy share falls in each class.
 """
 
 from __future__ import annotations
@@ -85,13 +88,36 @@ def each_run(baselines: Path, gpu_key: str = "h200") -> str:
             f"{statistics.median(d.detectable for d in decisions):.1%}")
 
 
+BUSY_CLASSES = ((0.0, 0.70), (0.70, 0.80), (0.80, 1.01))  # [low, high) of the GPU busy share
+
+
+def by_busy(baselines: Path, gpu_key: str = "h200") -> str:
+    """Run-to-run scatter on one card, by how busy each entry kept its GPU (benchmarks/README.md section 10)."""
+    pooled = {bounds: Evidence() for bounds in BUSY_CLASSES}
+    for (key, _), entry in read_set(baselines).entries.items():
+        busy = (entry.data.get("measurement") or {}).get("busy_share")
+        for low, high in BUSY_CLASSES if key == gpu_key and busy is not None else ():
+            if low <= busy < high:
+                pooled[low, high] += Evidence.of_history(entry.runs)
+    lines = ["| GPU busy | degrees of freedom (pairs of runs on one card) | run-to-run sd beyond the trials |",
+             "| --- | --- | --- |"]
+    for (low, high), evidence in pooled.items():
+        sd = (max(evidence.run_sum, 0.0) / evidence.run_df) ** 0.5 if evidence.run_df else float("nan")
+        lines.append(f"| {low:.0%}-{min(high, 1.0):.0%} | {evidence.run_df} | {sd:.2%} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baselines", type=Path)
     parser.add_argument("reports", type=Path, nargs="*")
     parser.add_argument("--raw", action="store_true", help="judge without the reference kernels")
     parser.add_argument("--each-run", action="store_true", help="judge every recorded run against its entry's others")
+    parser.add_argument("--by-busy", action="store_true", help="run-to-run scatter by the bins' GPU busy share")
     args = parser.parse_args(argv)
+    if args.by_busy:
+        print(by_busy(args.baselines))
+        return
     if args.each_run:
         print(each_run(args.baselines))
         return

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pytest_llm_energy.stats import Evidence, Run, compare  # noqa: E402
 
-RUN_NOISE = (0.005, 0.011, 0.0206, 0.029)  # 1.1%, 2.1%, 2.9%: the H200 suites (benchmarks/README.md section 10)
+RUN_NOISE = (0.005, 0.0105, 0.0206, 0.028)  # the H200 suites by GPU busy, and all (`card_check.py --by-busy`)
 CARD_NOISE = (0.0, 0.005, 0.014, 0.022)  # 1.4%, 2.2%: three H200s, divided by the matmul reference
 CARDS, RUNS_PER_CARD, TRIALS = 3, 2, 5
 
@@ -50,7 +50,7 @@ def main() -> None:
                               trial_spread=args.trial_spread)
             new = half_width(run, card, new_card=True, run_df=args.run_df, card_df=args.card_df,
                              trial_spread=args.trial_spread)
-            rows.append([f"{run:.1%}", f"{card:.1%}", f"+{same[0]:.1%} ({same[1]})", f"+{new[0]:.1%} ({new[1]})"])
+            rows.append([f"{run:.2%}", f"{card:.1%}", f"+{same[0]:.1%} ({same[1]})", f"+{new[0]:.1%} ({new[1]})"])
     print(f"baseline: {RUNS_PER_CARD} runs on each of {CARDS} cards, {TRIALS} trials a run at "
           f"{args.trial_spread:.1%} sd; evidence {args.run_df} run df, {args.card_df} card df; tolerance 5%, "
           "confidence 99%, default priors")
