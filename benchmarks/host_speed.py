@@ -80,19 +80,12 @@ def host_facts() -> dict:
 
 
 def cpu_counters() -> dict:
-    """Host-wide steal jiffies (/proc/stat) and this cgroup's throttled microseconds (cgroup v2 cpu.stat)."""
-    counters = {"steal": None, "throttled_usec": None}
+    """Host-wide steal jiffies (/proc/stat) and this cgroup's throttled microseconds (the plugin's reading)."""
+    counters = {"steal": None, "throttled_usec": host.throttled_usec()}
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()
         counters["steal"] = int(fields[8])
     except (OSError, IndexError, ValueError):
-        pass
-    try:
-        for line in Path("/sys/fs/cgroup/cpu.stat").read_text().splitlines():
-            name, value = line.split()
-            if name == "throttled_usec":
-                counters["throttled_usec"] = int(value)
-    except (OSError, ValueError):
         pass
     return counters
 
@@ -128,16 +121,16 @@ class CompiledBin:
         with self.meter.window() as window:
             for _ in range(self.repeats):
                 self.backend.generate(self.prepared)
-        host = counter_deltas(before, cpu_counters())
+        counters = counter_deltas(before, cpu_counters())
         reading = window.reading
         row = {"bin": self.label, "setting": setting, "round": round_,
                "joules_per_token": reading.joules / self.tokens, "seconds": reading.seconds,
                "watts": reading.joules / reading.seconds, "busy_share": reading.busy_share,
                "temperature": max(self.meter.temperatures(), default=None), "flags": list(reading.flags),
-               "steal_jiffies": host["steal"], "throttled_usec": host["throttled_usec"]}
+               "steal_jiffies": counters["steal"], "throttled_usec": counters["throttled_usec"]}
         print(f"{self.label} {setting:>12} round {round_}: {row['joules_per_token']:.4f} J/token, "
               f"{reading.seconds:.2f} s, {row['watts']:.0f} W, busy {row['busy_share'] and round(row['busy_share'], 2)}, "
-              f"steal {host['steal']}, throttled {host['throttled_usec']} us", flush=True)
+              f"steal {counters['steal']}, throttled {counters['throttled_usec']} us", flush=True)
         return row
 
     def close(self) -> None:

@@ -85,17 +85,18 @@ def probe_host(loop: Callable[[], float] = python_loop, rounds: int = ROUNDS) ->
         return None
     allowed = sorted(os.sched_getaffinity(0))
     cpus = allowed[::-(-len(allowed) // MAX_CPUS)]
-    throttled_before = _throttled_usec()
+    throttled_before = throttled_usec()
     readings = cpu_readings(lambda: min(loop(), loop()), cpus, rounds)
     if readings is None:
         return None
-    throttled_after = _throttled_usec()
+    throttled_after = throttled_usec()
     throttled = (None if throttled_before is None or throttled_after is None
                  else (throttled_after - throttled_before) / 1e3)
     return HostProbe.of(len(allowed), [seconds for _, seconds in readings], throttled)
 
 
-def _throttled_usec() -> int | None:
+def throttled_usec() -> int | None:
+    """Microseconds the cgroup's CPU quota has held this container so far (cgroup v2); None where not known."""
     try:
         for line in CGROUP_CPU_STAT.read_text().splitlines():
             name, _, value = line.partition(" ")
