@@ -4,7 +4,7 @@ What a runner that recorded nothing meets: for each report (a pytest run's --ene
 baselines are copied with every run of the report's card taken out (entries left with none are dropped, and
 the evidence of the set is what remains), and the report's samples are judged there by the plugin's judge at
 the report's tolerance and confidence, with the run's own reference kernels (--raw: without them, so no
-card is scaled by its matmul reference). No GPU.
+card is scaled by its reference figure). No GPU.
 
     python benchmarks/card_check.py [--raw] baselines REPORT.json [REPORT.json ...]
     python benchmarks/card_check.py --each-run baselines   # every recorded run against its entry's others
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pytest_llm_energy.baseline import BaselineStore, read_set
 from pytest_llm_energy.judge import judge
+from pytest_llm_energy.reference import card_scale
 from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare
 
 
@@ -59,7 +60,7 @@ def check(baselines: Path, report_path: Path, raw: bool = False) -> dict:
         evidence = store.evidence()
         decisions = []
         for result in results:
-            current = Run.of(result["samples"], card, card_scale=reference.get("compute_joules_per_tflop"))
+            current = Run.of(result["samples"], card, card_scale=card_scale(reference, result.get("workload")))
             decisions.append(judge(store.lookup(result["nodeid"]), current, tolerance=result["tolerance"],
                                    confidence=result["confidence"], prior=Prior(), evidence=evidence,
                                    fingerprint=None, on_cpu=False, allow_hardware_change=True).decision)

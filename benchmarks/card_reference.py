@@ -10,35 +10,54 @@ the matmul, by the copy, by their geometric mean) it prints:
   is what a run on a card that recorded nothing meets, and no card's data chose the division it is judged by;
 * runs on one card: the pooled run-to-run spread on each card, which a per-run division must not widen.
 
-    python benchmarks/card_reference.py [baselines/h200]
+    python benchmarks/card_reference.py [baselines/h200] [--reports REPORT.json ...] [--kind prefill|decode]
+
+--reports adds the runs of pytest --energy-json reports (cards that checked the baselines without recording
+into them); --kind keeps the prefill-bound bins (at most 32 output tokens) or the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
 from pytest_llm_energy.baseline import read_set
+from pytest_llm_energy.reference import PREFILL_BOUND_OUTPUT_TOKENS, card_scale
 
+# Each division: (reference, workload) -> the log of what a run's J/token is divided by.
 DIVISIONS = {
-    "none": lambda ref: 0.0,
-    "matmul (J/TFLOP)": lambda ref: math.log(ref["compute_joules_per_tflop"]),
-    "copy (J/GB)": lambda ref: math.log(ref["memory_joules_per_gb"]),
-    "geometric mean of both": lambda ref: (math.log(ref["compute_joules_per_tflop"])
-                                           + math.log(ref["memory_joules_per_gb"])) / 2,
+    "none": lambda ref, work: 0.0,
+    "matmul (J/TFLOP)": lambda ref, work: math.log(ref["compute_joules_per_tflop"]),
+    "copy (J/GB)": lambda ref, work: math.log(ref["memory_joules_per_gb"]),
+    "geometric mean of both": lambda ref, work: (math.log(ref["compute_joules_per_tflop"])
+                                                 + math.log(ref["memory_joules_per_gb"])) / 2,
+    "the rule's: matmul for prefill-bound bins, both for the rest": lambda ref, work: math.log(card_scale(ref, work)),
 }
+KINDS = {"prefill": lambda work: work["output_tokens"] <= PREFILL_BOUND_OUTPUT_TOKENS,
+         "decode": lambda work: work["output_tokens"] > PREFILL_BOUND_OUTPUT_TOKENS}
 
 
-def runs_by_bin(folder: str) -> dict[str, dict[str, list[tuple[float, dict]]]]:
-    """bin -> card -> [(log J/token, reference)] of the runs that carry a reference and name one card."""
+def runs_by_bin(folder: str, reports=(), kind: str | None = None) -> dict[str, dict[str, list[tuple]]]:
+    """bin -> card -> [(log J/token, reference, workload)] of the runs that carry a reference and name one
+    card: the baselines' recorded runs, and those of the reports."""
     found: dict[str, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    keep = KINDS[kind] if kind else (lambda work: True)
     for entry in read_set(folder).entries.values():
         for run, raw in zip(entry.runs, entry.data.get("runs", []), strict=False):
-            if raw.get("reference") and len(run.gpus) == 1:
-                found[entry.nodeid][next(iter(run.gpus))].append((math.log(run.median), raw["reference"]))
+            if raw.get("reference") and len(run.gpus) == 1 and keep(entry.data["workload"]):
+                found[entry.nodeid][next(iter(run.gpus))].append(
+                    (math.log(run.median), raw["reference"], entry.data["workload"]))
+    for path in reports:
+        for result in json.loads(Path(path).read_text())["results"]:
+            run = result["run"]
+            if run.get("reference") and len(run["gpus"]) == 1 and keep(result["workload"]):
+                found[result["nodeid"]][run["gpus"][0]].append(
+                    (math.log(run["median"]), run["reference"], result["workload"]))
     return found
 
 
@@ -46,7 +65,7 @@ def study(found, divide) -> tuple[float, float, float, float]:
     """(card spread, its share from runs, held-out card offset, run-to-run on one card), each rms, as fractions."""
     spreads, from_runs, held_out, within = [], [], [], []
     for cards in found.values():
-        values = {card: [log - divide(ref) for log, ref in runs] for card, runs in cards.items()}
+        values = {card: [log - divide(ref, work) for log, ref, work in runs] for card, runs in cards.items()}
         for runs in values.values():
             if len(runs) > 1:
                 within.append(np.var(runs, ddof=1))
@@ -68,8 +87,10 @@ def _rms(variances: list[float]) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", default="baselines/h200")
+    parser.add_argument("--reports", nargs="*", default=(), help="pytest --energy-json reports to add")
+    parser.add_argument("--kind", choices=sorted(KINDS), help="only prefill-bound bins, or only the others")
     args = parser.parse_args(argv)
-    found = runs_by_bin(args.folder)
+    found = runs_by_bin(args.folder, args.reports, args.kind)
     cards = sorted({card for by_card in found.values() for card in by_card})
     bins = sum(1 for by_card in found.values() if len(by_card) >= 3)
     print(f"{len(cards)} cards ({', '.join(card[:12] for card in cards)}); {bins} bins measured on 3 or more")
@@ -81,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\nReference kernels per card (mean of its runs):")
     for card in cards:
         refs = {ref["compute_joules_per_tflop"]: ref for by_card in found.values()
-                for log, ref in by_card.get(card, [])}.values()
+                for log, ref, work in by_card.get(card, [])}.values()
         print(f"  {card}: matmul {np.mean([r['compute_joules_per_tflop'] for r in refs]):.4f} J/TFLOP, "
               f"copy {np.mean([r['memory_joules_per_gb'] for r in refs]):.4f} J/GB ({len(refs)} runs)")
 

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from . import fingerprint as stack
 from .errors import BaselineError, EnergyUsageError
 from .files import atomic_write, clean_for_json, display_path, positive_number, read_json, round_float
+from .reference import card_scale
 from .stats import Evidence, Run
 
 SCHEMA = "pytest-llm-energy/baseline"
@@ -111,10 +112,11 @@ def _validate_entry(path: Path, nodeid: str, entry) -> BaselineEntry:
     if not isinstance(runs, list) or not runs:
         raise BaselineError(f"{where}: runs must be a non-empty list of recorded runs; {_FIX_ENTRY}")
     return BaselineEntry(nodeid, path, float(value), tuple(float(s) for s in samples),
-                         tuple(_run(where, number, run) for number, run in enumerate(runs)), entry)
+                         tuple(_run(where, number, run, entry.get("workload")) for number, run in enumerate(runs)),
+                         entry)
 
 
-def _run(where: str, number: int, item) -> Run:
+def _run(where: str, number: int, item, workload) -> Run:
     """One recorded run of an entry, checked: a positive median, whole trials, a finite spread."""
     problem = None
     if not isinstance(item, Mapping):
@@ -133,7 +135,7 @@ def _run(where: str, number: int, item) -> Run:
     if problem:
         raise BaselineError(f"{where}: run {number} {problem}; {_FIX_ENTRY}")
     recorded_at = item.get("recorded_at")
-    scale = float(item["reference"]["compute_joules_per_tflop"]) if "reference" in item else None
+    scale = card_scale(item.get("reference"), workload if isinstance(workload, Mapping) else None)
     return Run(float(item["median"]), item["trials"], float(item["spread"]), frozenset(item.get("gpus", [])),
                recorded_at if isinstance(recorded_at, str) else None, scale)
 
@@ -339,9 +341,15 @@ def history_changed(old: Mapping, new: Mapping) -> list[str]:
     return changed
 
 
+def entry_workload(entry: BaselineEntry | None) -> Mapping | None:
+    """The workload a baseline entry measured, where it names one."""
+    recorded = entry.data.get("workload") if entry is not None else None
+    return recorded if isinstance(recorded, Mapping) else None
+
+
 def workload_changed(entry: BaselineEntry | None, workload: Mapping | None) -> bool:
     """Whether a test's workload is not the one its baseline measured (both known)."""
-    recorded = entry.data.get("workload") if entry is not None else None
+    recorded = entry_workload(entry)
     return bool(recorded and workload) and _comparable("workload", recorded) != _comparable("workload", workload)
 
 

@@ -4,7 +4,7 @@ What is judged here and nowhere else: whether the baseline may be compared at al
 refused unless allowed), what the comparison knows about noise (the priors the settings give, and the
 scatter of the other tests' recorded runs in the same baselines set), and the decision of the rule in
 `stats`, which adds card-to-card noise when this run's GPUs are none of the baseline's (and compares per
-unit of each card's matmul reference where runs from several cards meet).
+unit of each card's reference figure where runs from several cards meet).
 """
 
 from __future__ import annotations

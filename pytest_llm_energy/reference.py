@@ -3,8 +3,9 @@
 Two cards of one model draw different energy for the same work (benchmarks/README.md section 6). A run on a
 GPU measures, before its tests, a bf16 matmul (compute-bound) and a device-to-device copy (memory-bound),
 each for about `seconds`, and every recorded run keeps the result beside its J/token. Where runs of several
-cards meet, the verdict divides each by its card's matmul figure (`stats.per_card_scale`), which narrowed
-the card-to-card spread of the GPU suites' bins where the copy's widened it (benchmarks/README.md section 10).
+cards meet, the verdict divides each by its card's figure for the work (`card_scale`, `stats.per_card_scale`):
+the matmul's for prefill-bound bins, the geometric mean of the matmul's and the copy's for the rest; each
+narrowed the card-to-card spread of its kind of bin on eight H200s (benchmarks/README.md section 10).
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from .files import positive_number
 from .meters.base import Meter
 
 MATMUL_SIZE = 8192  # a square bf16 matmul this size runs near the tensor-core peak of an H100 or H200
 COPY_BYTES = 2**30  # each copy reads and writes 1 GiB: far beyond the L2 cache, so HBM-bound
 CALIBRATION_CALLS = 5
+# A bin that writes this few tokens after its prompt spends its energy in prefill, on the tensor cores; decode
+# reads the weights and the KV cache every step, so its energy follows the card's memory as well.
+PREFILL_BOUND_OUTPUT_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,21 @@ class Reference:
         data = asdict(self)
         data["flags"] = list(self.flags)
         return {key: round(value, 5) if isinstance(value, float) else value for key, value in data.items()}
+
+
+def card_scale(reference: Mapping | None, workload: Mapping | None) -> float | None:
+    """The figure that puts a run's J/token per unit of its card, for the work it measured: the matmul's
+    J/TFLOP where the workload is prefill-bound (at most PREFILL_BOUND_OUTPUT_TOKENS output tokens), else the
+    geometric mean of the matmul's and the copy's J/GB (also for a test that names no workload). None without
+    a reference, or where a decode figure lacks the copy's."""
+    if not reference or not positive_number(reference.get("compute_joules_per_tflop")):
+        return None
+    compute = float(reference["compute_joules_per_tflop"])
+    output_tokens = workload.get("output_tokens") if workload else None
+    if isinstance(output_tokens, int) and output_tokens <= PREFILL_BOUND_OUTPUT_TOKENS:
+        return compute
+    memory = reference.get("memory_joules_per_gb")
+    return math.sqrt(compute * float(memory)) if positive_number(memory) else None
 
 
 def _timed_window(meter: Meter, call, seconds: float):

@@ -62,7 +62,7 @@ def noise_note(detectable) -> str:
 
 def card_adjusted_note(adjustment: float) -> str:
     """What a comparison of runs from several cards says it compared (stats.per_card_scale)."""
-    return (f"card-adjusted: J/token per unit of each card's matmul reference, this card's {adjustment - 1:+.1%} "
+    return (f"card-adjusted: J/token per unit of each card's reference kernels, this card's {adjustment - 1:+.1%} "
             "on the baseline runs'; delta and CI are of that, not of the J/token columns")
 
 
@@ -197,7 +197,7 @@ def failure_message(record: dict, *, strict_reason: str | None = None, accept: s
          joules(record.get("baseline_joules_per_token"))],
         ["delta (B over A, pair by pair)" if (decision.get("extras") or {}).get("pairs") else "delta",
          percent(record.get("delta"))],
-        *([["card adjustment (this card's matmul J/TFLOP on the baseline runs')", percent(adjustment - 1)]]
+        *([["card adjustment (this card's reference figure on the baseline runs')", percent(adjustment - 1)]]
           if adjustment else []),
         [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
         ["p-value", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import fingerprint as stack
 from . import judge
-from .baseline import BaselineEntry, BaselineStore, WriteSummary, workload_changed
+from .baseline import BaselineEntry, BaselineStore, WriteSummary, entry_workload, workload_changed
 from .config import TestSettings
 from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
@@ -25,7 +25,7 @@ from .meters import make_meter
 from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
-from .reference import measure_reference
+from .reference import card_scale, measure_reference
 from .runner import WorkloadRunner
 from .stats import IMPROVED, REGRESSED, Evidence, Run
 from .trials import TrialPlan
@@ -155,9 +155,10 @@ class EnergySession:
         plan = TrialPlan(settings.warmup, settings.trials, settings.max_trials, settings.time_budget)
         if not settings.adaptive:
             return plan
+        entry = self.baseline_entry(nodeid)
         settled = judge.settled(
-            self.baseline_entry(nodeid), tolerance=settings.tolerance, prior=settings.prior,
-            evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(),
+            entry, tolerance=settings.tolerance, prior=settings.prior,
+            evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(entry_workload(entry)),
             min_trials=settings.trials, max_trials=plan.cap, confidence=settings.confidence,
         )
         return replace(plan, settled=settled)
@@ -180,7 +181,8 @@ class EnergySession:
             flags.append("workload-changed")
             entry = None
         judgement = judge.judge(
-            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale()),
+            entry, Run.of(fixture.samples, self.meter.device_uuids,
+                          card_scale=self.card_scale(workload or entry_workload(entry))),
             tolerance=settings.tolerance, confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
@@ -244,9 +246,9 @@ class EnergySession:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise
 
-    def card_scale(self) -> float | None:
-        """This process's matmul reference (J/TFLOP), which makes its card comparable with others."""
-        return self.reference["compute_joules_per_tflop"] if self.reference else None
+    def card_scale(self, workload: dict | None) -> float | None:
+        """This process's reference figure for the workload, which makes its card comparable with others."""
+        return card_scale(self.reference, workload)
 
     def run_reference(self) -> dict | None:
         """The reference kernels of this run: this process's own, else (the xdist controller) the first

@@ -22,7 +22,7 @@ from). Each variance is estimated from data:
   PRIOR_WEIGHT degrees of freedom), so one run or two never claim to know it;
 * card: likewise from entries whose runs came from several cards, towards `--energy-card-noise`. Where runs
   from several cards meet (in a baseline, or this run against it) and each measured the reference kernels
-  (`reference`), every median is first divided by its card's matmul reference (`per_card_scale`), so the
+  (`reference`), every median is first divided by its card's reference figure (`per_card_scale`), so the
   card level is what that leaves.
 
 The degrees of freedom of each estimate combine by Welch-Satterthwaite, and the interval of the ratio is
@@ -101,7 +101,7 @@ class Run:
     spread: float  # standard deviation of the log samples (a relative spread); 0 for one trial
     gpus: frozenset[str] = frozenset()
     recorded_at: str | None = None
-    card_scale: float | None = None  # its card's matmul reference (J/TFLOP), measured in the same process
+    card_scale: float | None = None  # its card's reference figure for this work (reference.card_scale)
 
     @classmethod
     def of(cls, samples: Sequence[float], gpus: Iterable[str] = (), recorded_at: str | None = None,
@@ -136,7 +136,7 @@ class Evidence:
 
     Sums of (degrees of freedom x excess variance) and the degrees of freedom, so one test's own part can be
     taken out again (`without`) before its own runs are weighed against the rest. The card scatter is kept
-    twice: of plain J/token, and of J/token per unit of each card's matmul reference (`per_card_scale`,
+    twice: of plain J/token, and of J/token per unit of each card's reference figure (`per_card_scale`,
     from the histories it applies to), so each comparison learns from the kind it makes (`scaled`).
     """
 
@@ -169,7 +169,7 @@ class Evidence:
         return cls(run_sum, run_df, card_sum, card_df, scaled_sum, scaled_df)
 
     def scaled(self) -> Evidence:
-        """The evidence for a comparison made per unit of each card's matmul reference."""
+        """The evidence for a comparison made per unit of each card's reference figure."""
         return replace(self, card_sum=self.scaled_card_sum, card_df=self.scaled_card_df)
 
     def __add__(self, other: Evidence) -> Evidence:
@@ -205,7 +205,7 @@ NO_EVIDENCE = Evidence()
 
 
 def per_card_scale(runs: Sequence[Run]) -> list[Run] | None:
-    """Runs from several cards with each median divided by its card's matmul reference (the geometric mean
+    """Runs from several cards with each median divided by its card's reference figure (the geometric mean
     of what that card's runs measured, so a run recorded without it takes its card's): how the rule makes
     cards of one model comparable (benchmarks/README.md section 10 measured that this narrows their spread).
     None where the runs come from one card, or from a card none of whose runs measured the reference. (A run
@@ -257,7 +257,7 @@ class Decision:
     df: float | None  # degrees of freedom of the interval
     noise: Noise | None
     reason: str
-    # Where runs from several cards met: this card's matmul reference over the baseline runs' (geometric
+    # Where runs from several cards met: this card's reference figure over the baseline runs' (geometric
     # mean); ratio, interval and verdict are then of J/token per unit of each run's reference.
     card_adjustment: float | None = None
     extras: dict = field(default_factory=dict)
@@ -512,7 +512,7 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     significant = p < 1 - confidence
     against = against or f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}"
     if adjustment is not None:
-        against += f", per unit of each card's matmul reference (this card's {_percent(adjustment - 1)} on theirs)"
+        against += f", per unit of each card's reference kernels (this card's {_percent(adjustment - 1)} on theirs)"
     reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,
                      tolerance, detectable, against)
     return Decision(verdict, _ratio(d), _ratio(d) - 1, _ratio(low), _ratio(high), p, significant,

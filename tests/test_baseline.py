@@ -1,6 +1,7 @@
 """The baseline store: file layout, sanitized paths, schema checks, atomic merge-on-write under a lock."""
 
 import json
+import math
 import multiprocessing
 import os
 
@@ -115,12 +116,20 @@ def test_floats_are_rounded_and_non_finite_values_become_null(tmp_path):
     assert data["joules_per_token"] == 0.123457 and data["detectable"] is None
 
 
-def test_a_runs_reference_kernels_give_its_card_scale(tmp_path):
+@pytest.mark.parametrize(("workload", "scale"), [
+    ({"input_tokens": 4096, "output_tokens": 16, "batch_size": 8}, 1.03),  # prefill-bound: the matmul's
+    ({"input_tokens": 1024, "output_tokens": 512, "batch_size": 8}, math.sqrt(1.03 * 0.109)),  # decode
+    (None, math.sqrt(1.03 * 0.109)),  # a test that names no workload
+])
+def test_a_runs_reference_kernels_give_its_card_scale_for_the_entrys_work(tmp_path, workload, scale):
     store = BaselineStore(tmp_path, "h200")
     recorded = {**entry(), "runs": [{"median": 0.5, "trials": 3, "spread": 0.01, "gpus": ["GPU-a"],
                                      "reference": {"gpu": "GPU-a", "compute_joules_per_tflop": 1.03,
                                                    "memory_joules_per_gb": 0.109}},
                                     {"median": 0.5, "trials": 3, "spread": 0.01, "gpus": ["GPU-a"]}]}
+    if workload:
+        recorded["workload"] = workload
     store.write({"tests/test_x.py::test_a": recorded})
     runs = BaselineStore(tmp_path, "h200").lookup("tests/test_x.py::test_a").runs
-    assert [run.card_scale for run in runs] == [1.03, None]  # a run recorded with --energy-no-reference
+    assert runs[0].card_scale == pytest.approx(scale)
+    assert runs[1].card_scale is None  # a run recorded with --energy-no-reference

@@ -410,9 +410,10 @@ def test_entries_from_other_gpus_are_noted_and_judged_with_card_noise(tmp_path):
 
 
 def test_runs_of_two_cards_with_their_references_are_compared_per_unit_of_it(tmp_path):
-    def referenced(gpu, scale, matmul):
+    def referenced(gpu, scale, kernels):
         found = _on(gpu, scale)
-        found["runs"] = [{**run, "reference": {"gpu": gpu, "compute_joules_per_tflop": matmul}}
+        found["runs"] = [{**run, "reference": {"gpu": gpu, "compute_joules_per_tflop": kernels,
+                                               "memory_joules_per_gb": 0.1 * kernels}}
                          for run in found["runs"]]
         return found
 

@@ -4,9 +4,12 @@ kernels stubbed in the run's conftest (they need CUDA; the real ones run in test
 GPU)."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+
+from pytest_llm_energy import reference
 
 CONFTEST = """
 import sys
@@ -85,7 +88,8 @@ fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=watts),
                                    fake_nvml.FakeGpu("GPU-bbbb", watts=watts)])
 gpu = os.environ["CUDA_VISIBLE_DEVICES"]
 matmul = float(os.environ.get("FAKE_MATMUL", "1.0"))
-session.measure_reference = lambda meter, seconds=2.0: reference.Reference(gpu, matmul, 0.1, 700.0, 450.0)
+copy = float(os.environ.get("FAKE_COPY", 0.1 * matmul))
+session.measure_reference = lambda meter, seconds=2.0: reference.Reference(gpu, matmul, copy, 700.0, 450.0)
 """
 
 
@@ -97,14 +101,14 @@ def two_cards(pytester, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa")
     for _ in range(2):
         pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").assert_outcomes(passed=2)
-    # another card that draws 12% more for everything, the matmul included
+    # another card that draws 12% more for everything, the reference kernels included
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
     monkeypatch.setenv("FAKE_WATTS", "112")
     monkeypatch.setenv("FAKE_MATMUL", "1.12")
     return pytester
 
 
-def test_another_card_is_judged_per_unit_of_its_matmul_reference(two_cards):
+def test_another_card_is_judged_per_unit_of_its_reference_kernels(two_cards):
     result = two_cards.runpytest_subprocess(*ARGS)
     result.stdout.fnmatch_lines(["*card-adjusted*"])
     for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
@@ -112,7 +116,30 @@ def test_another_card_is_judged_per_unit_of_its_matmul_reference(two_cards):
         assert "card-adjusted" in record["flags"] and "other-gpu" in record["flags"]
         raw = record["joules_per_token"] / record["baseline_joules_per_token"]
         assert 1 + record["delta"] == pytest.approx(raw / 1.12, rel=1e-3)
-        assert "matmul reference (this card's +12.0% on theirs)" in record["reason"]
+        assert "reference kernels (this card's +12.0% on theirs)" in record["reason"]
+
+
+def test_a_test_that_names_no_workload_is_judged_per_unit_of_both_kernels(two_cards, monkeypatch):
+    monkeypatch.setenv("FAKE_COPY", "0.1")  # only the matmul is 12% higher on this card
+    two_cards.runpytest_subprocess(*ARGS)
+    for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
+        assert record["card_adjustment"] == pytest.approx(math.sqrt(1.12))
+
+
+@pytest.mark.parametrize(("output_tokens", "scale"), [(16, 1.2), (32, 1.2), (33, math.sqrt(1.2 * 0.1)),
+                                                      (512, math.sqrt(1.2 * 0.1)), (None, math.sqrt(1.2 * 0.1))])
+def test_the_card_figure_follows_the_work_prefill_by_the_matmul_decode_by_both(output_tokens, scale):
+    workload = {"input_tokens": 2048, "output_tokens": output_tokens} if output_tokens else None
+    found = reference.card_scale({"compute_joules_per_tflop": 1.2, "memory_joules_per_gb": 0.1}, workload)
+    assert found == pytest.approx(scale)
+
+
+def test_no_card_figure_without_the_kernels_it_needs():
+    matmul_only = {"compute_joules_per_tflop": 1.2}
+    assert reference.card_scale(None, None) is None
+    assert reference.card_scale(matmul_only, {"output_tokens": 512}) is None  # decode needs the copy too
+    assert reference.card_scale(matmul_only, {"output_tokens": 16}) == 1.2
+    assert reference.card_scale({"compute_joules_per_tflop": 0, "memory_joules_per_gb": 0.1}, None) is None
 
 
 def test_a_run_without_the_reference_is_judged_in_plain_joules(two_cards):
@@ -124,9 +151,9 @@ def test_a_run_without_the_reference_is_judged_in_plain_joules(two_cards):
 
 
 def test_a_regression_on_another_card_says_it_was_judged_per_unit_of_the_reference(two_cards, monkeypatch):
-    monkeypatch.setenv("FAKE_WATTS", "200")  # +100% against a matmul reference 12% higher: a real rise
+    monkeypatch.setenv("FAKE_WATTS", "200")  # +100% against reference kernels 12% higher: a real rise
     result = two_cards.runpytest_subprocess(*ARGS, "--energy-card-noise=0.01", "--junitxml=j.xml")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*energy regressed: J per output token per unit of the card reference +*",
-                                 "*card adjustment (this card's matmul J/TFLOP on the baseline runs')*+12.0%*"])
+                                 "*card adjustment (this card's reference figure on the baseline runs')*+12.0%*"])
     assert 'name="energy_card_adjustment" value="1.12"' in (two_cards.path / "j.xml").read_text()

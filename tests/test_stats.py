@@ -297,7 +297,7 @@ def test_runs_on_several_cards_say_how_far_cards_move():
 
 
 def scaled_runs(levels_cards_scales) -> list[Run]:
-    """Runs at (level, card, matmul reference) each: a card that draws more for the matmul draws more here."""
+    """Runs at (level, card, reference figure) each: a card that draws more for the kernels draws more here."""
     return [dataclasses.replace(Run.of(lognormal(5, 0.01, seed=i, scale=level), [card]), card_scale=scale)
             for i, (level, card, scale) in enumerate(levels_cards_scales)]
 
@@ -309,7 +309,7 @@ def test_runs_of_several_cards_are_compared_per_unit_of_each_cards_matmul_refere
     found = compare(baseline, current, TOLERANCE)
     assert found.delta == pytest.approx(0.0, abs=0.005)
     assert found.card_adjustment == pytest.approx(1.10, rel=1e-3)  # on the geometric mean of 1.0 and 1.05
-    assert "matmul reference (this card's +10.0% on theirs)" in found.reason
+    assert "reference kernels (this card's +10.0% on theirs)" in found.reason
     unscaled = compare([dataclasses.replace(run, card_scale=None) for run in baseline], current, TOLERANCE)
     assert unscaled.card_adjustment is None and unscaled.delta == pytest.approx(0.10, abs=0.005)
 
