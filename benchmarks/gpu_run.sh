@@ -25,7 +25,7 @@ python3 -c "import importlib.metadata as m; m.distribution('pytest-llm-energy')"
 nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu,memory.total --format=csv \
     >"$out/gpus.csv"
 scratch=$(mktemp -d)  # benchmark baselines go nowhere that is committed
-suite_args=(--energy-gpu=auto -p no:cacheprovider --suite-batch-sizes=8,32)
+suite_args=(--energy-gpu=auto -p no:cacheprovider)  # each suite at its own batch sizes
 read -r -a suites <<<"${SUITES:-suites/}"
 baselines=${BASELINES:-$out/baselines}
 status=0

@@ -1,8 +1,9 @@
 """Shared setup of the ready-made suites: which profile runs where, and the suites' workloads.
 
 A suite file marks its tests `@pytest.mark.suite(profile="gpu")` (or "cpu") and asks for the bins of a trace
-with `@pytest.mark.trace_workloads(trace=..., top_k=..., decodings=...)`; the batch sizes come from
-`--suite-batch-sizes` (or the ini key `suite_batch_sizes`), so one flag sizes a run to a runner.
+with `@pytest.mark.trace_workloads(trace=..., top_k=..., decodings=..., batch_sizes=...)`; the batch sizes
+come from `--suite-batch-sizes` (or the ini key `suite_batch_sizes`), so one flag sizes a run to a runner,
+else from the suite's marker (the chat suite: 32 and 128), else GPU_BATCH_SIZES.
 
 The GPU suites run HF `generate` compiled (`pytest.mark.energy(compile=True)` in each file; static cache +
 CUDA graphs): eager HF at these sizes leaves the GPU idle for most of each window while Python dispatches
@@ -16,7 +17,7 @@ import pytest
 
 from pytest_llm_energy.binning import bin_params
 
-# The sizes the committed baselines hold; 1 and 128 run with --suite-batch-sizes=1,8,32,128.
+# The trace suites' batch sizes where a suite names none (the committed baselines hold these).
 GPU_BATCH_SIZES = (8, 32)
 CPU_BATCH_SIZES = (1, 4)
 
@@ -24,8 +25,8 @@ CPU_BATCH_SIZES = (1, 4)
 def pytest_addoption(parser):
     group = parser.getgroup("llm-energy suites")
     group.addoption("--suite-batch-sizes", default=None,
-                    help=f"comma-separated batch sizes of the trace suites (GPU default: "
-                         f"{','.join(map(str, GPU_BATCH_SIZES))}; CPU profile: {','.join(map(str, CPU_BATCH_SIZES))})")
+                    help=f"comma-separated batch sizes of every trace suite (default: each suite's own, else "
+                         f"{','.join(map(str, GPU_BATCH_SIZES))} on a GPU; CPU profile: {','.join(map(str, CPU_BATCH_SIZES))})")
     group.addoption("--suite-top-bins", type=int, default=None,
                     help="how many of a trace's largest bins each trace suite runs (default: per suite)")
     parser.addini("suite_batch_sizes", "batch sizes of the trace suites, e.g. 8,32", default=None)
