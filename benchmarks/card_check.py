@@ -26,7 +26,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from pytest_llm_energy.baseline import BaselineStore, read_set
+from pytest_llm_energy.baseline import BaselineStore, entry_workload, read_set
 from pytest_llm_energy.judge import judge
 from pytest_llm_energy.reference import card_scale
 from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare
@@ -60,8 +60,9 @@ def check(baselines: Path, report_path: Path, raw: bool = False) -> dict:
         evidence = store.evidence()
         decisions = []
         for result in results:
-            current = Run.of(result["samples"], card, card_scale=card_scale(reference, result.get("workload")))
-            decisions.append(judge(store.lookup(result["nodeid"]), current, tolerance=result["tolerance"],
+            entry = store.lookup(result["nodeid"])
+            current = Run.of(result["samples"], card, card_scale=card_scale(reference, entry_workload(entry)))
+            decisions.append(judge(entry, current, tolerance=result["tolerance"],
                                    confidence=result["confidence"], prior=Prior(), evidence=evidence,
                                    fingerprint=None, on_cpu=False, allow_hardware_change=True).decision)
     judged = [d for d in decisions if d.verdict != "new"]

@@ -38,8 +38,13 @@ DIVISIONS = {
                                                  + math.log(ref["memory_joules_per_gb"])) / 2,
     "the rule's: matmul for prefill-bound bins, both for the rest": lambda ref, work: math.log(card_scale(ref, work)),
 }
-KINDS = {"prefill": lambda work: work["output_tokens"] <= PREFILL_BOUND_OUTPUT_TOKENS,
-         "decode": lambda work: work["output_tokens"] > PREFILL_BOUND_OUTPUT_TOKENS}
+
+
+def _prefill_bound(work) -> bool:
+    return isinstance((work or {}).get("output_tokens"), int) and work["output_tokens"] <= PREFILL_BOUND_OUTPUT_TOKENS
+
+
+KINDS = {"prefill": _prefill_bound, "decode": lambda work: not _prefill_bound(work)}
 
 
 def runs_by_bin(folder: str, reports=(), kind: str | None = None) -> dict[str, dict[str, list[tuple]]]:
@@ -49,15 +54,15 @@ def runs_by_bin(folder: str, reports=(), kind: str | None = None) -> dict[str, d
     keep = KINDS[kind] if kind else (lambda work: True)
     for entry in read_set(folder).entries.values():
         for run, raw in zip(entry.runs, entry.data.get("runs", []), strict=False):
-            if raw.get("reference") and len(run.gpus) == 1 and keep(entry.data["workload"]):
+            if raw.get("reference") and len(run.gpus) == 1 and keep(entry.data.get("workload")):
                 found[entry.nodeid][next(iter(run.gpus))].append(
-                    (math.log(run.median), raw["reference"], entry.data["workload"]))
+                    (math.log(run.median), raw["reference"], entry.data.get("workload")))
     for path in reports:
         for result in json.loads(Path(path).read_text())["results"]:
             run = result["run"]
-            if run.get("reference") and len(run["gpus"]) == 1 and keep(result["workload"]):
+            if run.get("reference") and len(run["gpus"]) == 1 and keep(result.get("workload")):
                 found[result["nodeid"]][run["gpus"][0]].append(
-                    (math.log(run["median"]), run["reference"], result["workload"]))
+                    (math.log(run["median"]), run["reference"], result.get("workload")))
     return found
 
 

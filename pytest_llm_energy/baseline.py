@@ -132,6 +132,8 @@ def _run(where: str, number: int, item, workload) -> Run:
     elif "reference" in item and not (isinstance(item["reference"], Mapping)
                                       and positive_number(item["reference"].get("compute_joules_per_tflop"))):
         problem = "reference must hold the matmul's compute_joules_per_tflop, a positive number"
+    elif "reference" in item and not positive_number(item["reference"].get("memory_joules_per_gb", 1.0)):
+        problem = "reference's memory_joules_per_gb (the copy's), where given, must be a positive number"
     if problem:
         raise BaselineError(f"{where}: run {number} {problem}; {_FIX_ENTRY}")
     recorded_at = item.get("recorded_at")

@@ -56,7 +56,7 @@ def card_scale(reference: Mapping | None, workload: Mapping | None) -> float | N
     if isinstance(output_tokens, int) and output_tokens <= PREFILL_BOUND_OUTPUT_TOKENS:
         return compute
     memory = reference.get("memory_joules_per_gb")
-    return math.sqrt(compute * float(memory)) if positive_number(memory) else None
+    return math.sqrt(compute) * math.sqrt(float(memory)) if positive_number(memory) else None
 
 
 def _timed_window(meter: Meter, call, seconds: float):

@@ -181,8 +181,8 @@ class EnergySession:
             flags.append("workload-changed")
             entry = None
         judgement = judge.judge(
-            entry, Run.of(fixture.samples, self.meter.device_uuids,
-                          card_scale=self.card_scale(workload or entry_workload(entry))),
+            # the entry's workload decides the figure for both sides (entry None: nothing to compare)
+            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale(entry_workload(entry))),
             tolerance=settings.tolerance, confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],

@@ -82,6 +82,10 @@ def test_gpu_key_on_a_machine_without_that_gpu(pytester):
          '"samples": [0.1], "runs": [{"median": 0.1, "trials": 3, "spread": 0.01, '
          '"reference": {"compute_joules_per_tflop": -1}}]}}}',
          "*test_gen.json: entry 't': run 0 reference must hold the matmul's compute_joules_per_tflop, a positive*"),
+        ('{"schema": "pytest-llm-energy/baseline", "schema_version": 2, "entries": {"t": {"joules_per_token": 0.1, '
+         '"samples": [0.1], "runs": [{"median": 0.1, "trials": 3, "spread": 0.01, '
+         '"reference": {"compute_joules_per_tflop": 1.0, "memory_joules_per_gb": "fast"}}]}}}',
+         "*test_gen.json: entry 't': run 0 reference's memory_joules_per_gb (the copy's), where given, must be a*"),
     ],
 )
 def test_malformed_baseline_names_the_file_and_leaves_every_file_intact(pytester, content, pattern):

@@ -5,6 +5,7 @@ GPU)."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,22 @@ def test_another_card_is_judged_per_unit_of_its_reference_kernels(two_cards):
 
 def test_a_test_that_names_no_workload_is_judged_per_unit_of_both_kernels(two_cards, monkeypatch):
     monkeypatch.setenv("FAKE_COPY", "0.1")  # only the matmul is 12% higher on this card
-    two_cards.runpytest_subprocess(*ARGS)
+    two_cards.runpytest_subprocess(*ARGS).assert_outcomes(passed=2)
     for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
         assert record["card_adjustment"] == pytest.approx(math.sqrt(1.12))
+
+
+def test_a_prefill_bound_baseline_is_judged_per_unit_of_the_matmul(two_cards, monkeypatch):
+    # the baseline entries measured a prefill-bound workload: its figure decides for this run too
+    (stored,) = (two_cards.path / "b" / "h100").glob("*.json")
+    document = json.loads(stored.read_text())
+    for entry in document["entries"].values():
+        entry["workload"] = {"input_tokens": 2048, "output_tokens": 16, "batch_size": 8}
+    stored.write_text(json.dumps(document))
+    monkeypatch.setenv("FAKE_COPY", "0.1")  # only the matmul is 12% higher on this card
+    two_cards.runpytest_subprocess(*ARGS).assert_outcomes(passed=2)
+    for record in json.loads((two_cards.path / "r.json").read_text())["results"]:
+        assert record["card_adjustment"] == pytest.approx(1.12)
 
 
 @pytest.mark.parametrize(("output_tokens", "scale"), [(16, 1.2), (32, 1.2), (33, math.sqrt(1.2 * 0.1)),
@@ -156,4 +170,5 @@ def test_a_regression_on_another_card_says_it_was_judged_per_unit_of_the_referen
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*energy regressed: J per output token per unit of the card reference +*",
                                  "*card adjustment (this card's reference figure on the baseline runs')*+12.0%*"])
-    assert 'name="energy_card_adjustment" value="1.12"' in (two_cards.path / "j.xml").read_text()
+    (adjustment,) = set(re.findall(r'name="energy_card_adjustment" value="([^"]+)"', (two_cards.path / "j.xml").read_text()))
+    assert float(adjustment) == pytest.approx(1.12)
