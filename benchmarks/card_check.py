@@ -6,10 +6,12 @@ the evidence of the set is what remains), and the report's samples are judged th
 the report's tolerance and confidence, with the run's own reference kernels (--raw: without them, so no
 card is scaled by its reference figure). No GPU.
 
-    python benchmarks/card_check.py [--raw] baselines REPORT.json [REPORT.json ...]
+    python benchmarks/card_check.py [--raw] baselines REPORT.json [REPORT.json ...] [--adding REPORT.json ...]
     python benchmarks/card_check.py --each-run baselines   # every recorded run against its entry's others
     python benchmarks/card_check.py --by-busy baselines    # run-to-run scatter by the bins' GPU busy share
 
+With --adding, the runs of those reports join their entries first (reports that checked the baselines
+without recording into them): what the set would say had they been recorded.
 With --each-run, every recorded run whose card also recorded another run of its entry is judged against the
 entry's other runs (its card among them): what a run on a card that recorded the baselines meets.
 With --by-busy, the scatter of runs on one card beyond their trials (the plugin's `Evidence`), pooled over
@@ -32,15 +34,28 @@ from pytest_llm_energy.reference import card_scale
 from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare
 
 
-def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: Path, raw: bool) -> BaselineStore:
-    """A copy of the GPU key's baselines with the runs of `card` taken out (raw: their references too)."""
+def report_runs(reports: list[Path]) -> dict[str, list[dict]]:
+    """nodeid -> the runs of these reports (each result's `run`), as if each had been recorded."""
+    found: dict[str, list[dict]] = {}
+    for path in reports:
+        report = json.loads(path.read_text())
+        for result in report["results"]:
+            found.setdefault(result["nodeid"], []).append({**result["run"], "recorded_at": report["started_at"]})
+    return found
+
+
+def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: Path, raw: bool,
+                 added: dict[str, list[dict]] | None = None) -> BaselineStore:
+    """A copy of the GPU key's baselines, with the `added` runs of existing entries and without the runs of
+    `card` (raw: without their references either)."""
     folder = scratch / gpu_key
     shutil.copytree(baselines / gpu_key, folder)
     for path in folder.rglob("*.json"):
         document = json.loads(path.read_text())
         kept = {}
         for nodeid, entry in document["entries"].items():
-            runs = [run for run in entry["runs"] if frozenset(run.get("gpus", [])) != card]
+            runs = [run for run in [*entry["runs"], *(added or {}).get(nodeid, [])]
+                    if frozenset(run.get("gpus", [])) != card]
             if raw:
                 runs = [{key: value for key, value in run.items() if key != "reference"} for run in runs]
             if runs:
@@ -50,13 +65,13 @@ def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: P
     return BaselineStore(scratch, gpu_key)
 
 
-def check(baselines: Path, report_path: Path, raw: bool = False) -> dict:
+def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str, list[dict]] | None = None) -> dict:
     report = json.loads(report_path.read_text())
     results = report["results"]
     card = frozenset(results[0]["run"]["gpus"])
     reference = {} if raw else report.get("reference") or {}
     with tempfile.TemporaryDirectory() as scratch:
-        store = without_card(baselines, report["gpu"], card, Path(scratch), raw)
+        store = without_card(baselines, report["gpu"], card, Path(scratch), raw, added)
         evidence = store.evidence()
         decisions = []
         for result in results:
@@ -114,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("baselines", type=Path)
     parser.add_argument("reports", type=Path, nargs="*")
     parser.add_argument("--raw", action="store_true", help="judge without the reference kernels")
+    parser.add_argument("--adding", type=Path, nargs="+", default=[], metavar="REPORT",
+                        help="reports whose runs count as recorded too (each run still judged without its card's)")
     parser.add_argument("--each-run", action="store_true", help="judge every recorded run against its entry's others")
     parser.add_argument("--by-busy", action="store_true", help="run-to-run scatter by the bins' GPU busy share")
     args = parser.parse_args(argv)
@@ -126,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| report | card | " + " | ".join(VERDICTS) + " | median delta | median detectable | card-adjusted |")
     print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- |")
     for path in args.reports:
-        found = check(args.baselines, path, args.raw)
+        found = check(args.baselines, path, args.raw, report_runs(args.adding))
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
         delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
         detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
