@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_llm_energy.baseline import read_set
-from pytest_llm_energy.reference import PREFILL_BOUND_OUTPUT_TOKENS, card_scale
+from pytest_llm_energy.reference import card_scale, prefill_bound
 
 # Each division: (reference, workload) -> the log of what a run's J/token is divided by.
 DIVISIONS = {
@@ -40,11 +40,7 @@ DIVISIONS = {
 }
 
 
-def _prefill_bound(work) -> bool:
-    return isinstance((work or {}).get("output_tokens"), int) and work["output_tokens"] <= PREFILL_BOUND_OUTPUT_TOKENS
-
-
-KINDS = {"prefill": _prefill_bound, "decode": lambda work: not _prefill_bound(work)}
+KINDS = {"prefill": prefill_bound, "decode": lambda work: not prefill_bound(work)}
 
 
 def runs_by_bin(folder: str, reports=(), kind: str | None = None) -> dict[str, dict[str, list[tuple]]]:

@@ -44,6 +44,12 @@ class Reference:
         return {key: round(value, 5) if isinstance(value, float) else value for key, value in data.items()}
 
 
+def prefill_bound(workload: Mapping | None) -> bool:
+    """Whether a workload (as its dict) writes at most PREFILL_BOUND_OUTPUT_TOKENS tokens after its prompt."""
+    output_tokens = workload.get("output_tokens") if workload else None
+    return isinstance(output_tokens, int) and output_tokens <= PREFILL_BOUND_OUTPUT_TOKENS
+
+
 def card_scale(reference: Mapping | None, workload: Mapping | None) -> float | None:
     """The figure that puts a run's J/token per unit of its card, for the work it measured: the matmul's
     J/TFLOP where the workload is prefill-bound (at most PREFILL_BOUND_OUTPUT_TOKENS output tokens), else the
@@ -52,8 +58,7 @@ def card_scale(reference: Mapping | None, workload: Mapping | None) -> float | N
     if not reference or not positive_number(reference.get("compute_joules_per_tflop")):
         return None
     compute = float(reference["compute_joules_per_tflop"])
-    output_tokens = workload.get("output_tokens") if workload else None
-    if isinstance(output_tokens, int) and output_tokens <= PREFILL_BOUND_OUTPUT_TOKENS:
+    if prefill_bound(workload):
         return compute
     memory = reference.get("memory_joules_per_gb")
     return math.sqrt(compute) * math.sqrt(float(memory)) if positive_number(memory) else None
