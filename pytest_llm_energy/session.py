@@ -158,7 +158,7 @@ class EnergySession:
         entry = self.baseline_entry(nodeid)
         settled = judge.settled(
             entry, tolerance=settings.tolerance, prior=settings.prior,
-            evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(entry_workload(entry)),
+            evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(entry),
             min_trials=settings.trials, max_trials=plan.cap, confidence=settings.confidence,
         )
         return replace(plan, settled=settled)
@@ -181,8 +181,7 @@ class EnergySession:
             flags.append("workload-changed")
             entry = None
         judgement = judge.judge(
-            # the entry's workload decides the figure for both sides (entry None: nothing to compare)
-            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale(entry_workload(entry))),
+            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale(entry)),
             tolerance=settings.tolerance, confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
@@ -246,9 +245,10 @@ class EnergySession:
             self.write_error = "interrupted while writing baselines; files already renamed are complete"
             raise
 
-    def card_scale(self, workload: dict | None) -> float | None:
-        """This process's reference figure for the workload, which makes its card comparable with others."""
-        return card_scale(self.reference, workload)
+    def card_scale(self, entry: BaselineEntry | None) -> float | None:
+        """This process's reference figure for the work of the entry it is compared with, which makes its card
+        comparable with the entry's runs: their workload picks the figure for both sides."""
+        return card_scale(self.reference, entry_workload(entry))
 
     def run_reference(self) -> dict | None:
         """The reference kernels of this run: this process's own, else (the xdist controller) the first
