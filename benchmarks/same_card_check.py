@@ -63,11 +63,12 @@ def main(argv=None) -> int:
             runs = tuple(histories[nodeid])
             entry = BaselineEntry(nodeid, path, runs[-1].median, tuple(result["samples"]), runs, {})
             noise = DECODING_RUN_NOISE if "test_decoding" in nodeid else suite_run_noise()
-            decision = judge(entry, run_of(result), tolerance=args.tolerance, confidence=0.99,
-                             prior=Prior(run=noise), evidence=evidence, fingerprint=None, on_cpu=False,
-                             allow_hardware_change=True).decision
+            judged = judge(entry, run_of(result), tolerance=args.tolerance, confidence=0.99,
+                           prior=Prior(run=noise), evidence=evidence, fingerprint=None, on_cpu=False,
+                           allow_hardware_change=True)
+            decision = judged.decision
             changes += decision.verdict in ("regressed", "improved")
-            card = "other" if decision.noise.card else "same"
+            card = "other" if judged.other_gpus else "same"
             rows.append([number, f"{run_of(result).gpus and sorted(run_of(result).gpus)[0][:12]} ({card})",
                          nodeid.split("::", 1)[1], len(runs), f"{decision.delta:+.1%}",
                          f"{decision.ci_low - 1:+.1%}..{decision.ci_high - 1:+.1%}", decision.verdict,

@@ -34,8 +34,8 @@ def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confid
           run_to_run: bool = True) -> Judgement:
     """The verdict of `current` (a run measured with `fingerprint`) against `entry`.
 
-    `evidence` is the scatter of recorded runs over the entry's whole baselines set; the entry's own part is
-    taken out here, so its runs are weighed against the rest and not counted twice.
+    `evidence` is the scatter of recorded runs over the entry's whole baselines set; the entry's own run part
+    is taken out here (`Evidence.besides`), so its runs are weighed against the rest and not counted twice.
     """
     changes = tuple(stack.changes(entry.fingerprint if entry else None, fingerprint))
     hardware = tuple(stack.hardware_changed(list(changes), on_cpu=on_cpu))
@@ -47,7 +47,7 @@ def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confid
             "--energy-allow-hardware-change"
         )
     runs = entry.runs if entry else None
-    others = evidence.without(Evidence.of_history(runs)) if runs else evidence
+    others = evidence.besides(runs)
     decision = compare(runs, current, tolerance, confidence=confidence, prior=prior, evidence=others,
                        run_to_run=run_to_run)
     return Judgement(decision, current, changes, hardware, refused, other_gpus(runs, current))
@@ -63,7 +63,7 @@ def settled(entry: BaselineEntry | None, *, tolerance: float, prior: Prior, evid
             confidence: float) -> Callable[[Sequence[float]], bool]:
     """For adaptive trials: whether the samples so far already decide, by the rule the judge will use."""
     runs = entry.runs if entry else None
-    others = evidence.without(Evidence.of_history(runs)) if runs else evidence
+    others = evidence.besides(runs)
 
     def decision_at(samples: Sequence[float], level: float) -> Decision:
         return compare(runs, Run.of(samples, gpus, card_scale=card_scale), tolerance, confidence=level,

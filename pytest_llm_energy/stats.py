@@ -11,16 +11,20 @@ run's level by ``c(n) * trial**2 / n`` (``c`` is the variance cost of a median o
 varies around the test's by ``run**2``. The baseline is the mean of the medians of its K recorded runs.
 So ``d = log(median now) - mean(log median of each recorded run)`` has variance
 
-    V = run**2 * (1 + 1/K) + c(n)*trial**2/n + sum(c(n_k)*trial**2/n_k)/K**2  [+ card**2 * (1 + 1/J)]
+    V = run**2 * (1 + 1/K) + c(n)*trial**2/n + sum(c(n_k)*trial**2/n_k)/K**2 + card**2 * w
 
-where the card term applies when this run's GPUs are none of the baseline's (J: the cards its runs came
-from). Each variance is estimated from data:
+where ``w = (1 - n_0/K)**2 + sum over the baseline's other cards of (n_j/K)**2`` (`Cards.weight`; n_j: the
+recorded runs on card j, n_0 those on this run's card): 0 where every run came from this run's card,
+``1 + 1/J`` on a card none of J cards' single runs came from. Each variance is estimated from data:
 
 * trial: the trials' spread, pooled over this run and the recorded runs (one stack, one workload);
-* run: the scatter of the recorded run medians beyond what their trials explain, moderated towards a value
-  pooled over every test of the baselines set, and that towards a prior (`--energy-run-noise`, weighted as
-  PRIOR_WEIGHT degrees of freedom), so one run or two never claim to know it;
-* card: likewise from entries whose runs came from several cards, towards `--energy-card-noise`. Where runs
+* run: the scatter of the recorded run medians within each card beyond what their trials explain,
+  moderated towards a value pooled over every test of the baselines set, and that towards a prior
+  (`--energy-run-noise`, weighted as PRIOR_WEIGHT degrees of freedom), so one run or two never claim to
+  know it. (Runs on different cards differ by their cards too: counted as run scatter, that level would
+  be counted twice.)
+* card: the scatter of card means beyond what runs explain, over the entries of the set whose runs came
+  from several cards (this test's among them), towards `--energy-card-noise`. Where runs
   from several cards meet (in a baseline, or this run against it) and each measured the reference kernels
   (`reference`), every median is first divided by its card's reference figure (`per_card_scale`), so the
   card level is what that leaves.
@@ -178,6 +182,14 @@ class Evidence:
     def without(self, part: Evidence) -> Evidence:
         return Evidence(*(a - b for a, b in zip(astuple(self), astuple(part), strict=True)))
 
+    def besides(self, runs: Sequence[Run] | None) -> Evidence:
+        """The set's evidence for judging against these recorded runs: without their run part, which the rule
+        weighs itself; their cards' part stays, as nothing else counts it."""
+        if not runs:
+            return self
+        own = Evidence.of_history(runs)
+        return self.without(Evidence(run_sum=own.run_sum, run_df=own.run_df))
+
 
 def _scatter(runs: Sequence[Run], own: Sequence[float]) -> tuple[float, int, float, int]:
     """(run sum, run df, card sum, card df) of runs whose medians' own trial variances are `own`."""
@@ -192,12 +204,49 @@ def _scatter(runs: Sequence[Run], own: Sequence[float]) -> tuple[float, int, flo
     within = [(len(group) - 1, np.var([m for m, _ in group], ddof=1) - np.mean([v for _, v in group]))
               for group in cards.values() if len(group) > 1]
     run_df = sum(df for df, _ in within)
+    if not run_df:  # no two runs on one card: the cards' scatter holds the runs' too, and cannot tell them apart
+        return 0.0, 0, 0.0, 0
     run_sum = sum(df * excess for df, excess in within)
-    run_var = run_sum / run_df if run_df else 0.0
+    run_var = run_sum / run_df
     means = [np.mean([m for m, _ in group]) for group in cards.values()]
     explained = np.mean([(run_var + np.mean([v for _, v in group])) / len(group) for group in cards.values()])
     card_excess = float(np.var(means, ddof=1) - explained)
     return float(run_sum), run_df, card_excess * (len(cards) - 1), len(cards) - 1
+
+
+@dataclass(frozen=True)
+class Cards:
+    """Which card each recorded run came from (indices) and this run's (None: a card none of them came from)."""
+
+    runs: tuple[int, ...]
+    current: int | None
+
+    @classmethod
+    def one(cls, runs: int) -> Cards:
+        """Every run on this run's card: the level of cards plays no part."""
+        return cls((0,) * runs, 0)
+
+    @classmethod
+    def of(cls, baseline: Sequence[Run], current: Run) -> Cards:
+        """Runs that do not name their GPUs (older entries, the CPU) are never on another card."""
+        index: dict[frozenset[str], int] = {}
+        runs = tuple(index.setdefault(run.gpus if run.gpus and current.gpus else current.gpus, len(index))
+                     for run in baseline)
+        return cls(runs, index.get(current.gpus))
+
+    def groups(self) -> list[list[int]]:
+        """The positions of the runs on each card."""
+        found: dict[int, list[int]] = {}
+        for position, card in enumerate(self.runs):
+            found.setdefault(card, []).append(position)
+        return list(found.values())
+
+    def weight(self) -> float:
+        """Variance of this card's level less the mean level of the runs' cards, per unit of card variance."""
+        total = len(self.runs)
+        counts = {card: self.runs.count(card) for card in set(self.runs)}
+        own = counts.pop(self.current, 0) if self.current is not None else 0
+        return (1 - own / total) ** 2 + sum((n / total) ** 2 for n in counts.values())
 
 
 DEFAULT_PRIOR = Prior()
@@ -229,7 +278,7 @@ class Noise:
     run: float
     run_df: float
     run_source: str  # "recorded runs", "pooled", "prior"; "none" where runs cannot differ (A/B)
-    card: float = 0.0  # applied only when the baseline came from other GPUs
+    card: float = 0.0  # the cards' part of this comparison's spread: 0 where every run came from this card
     card_df: float = 0.0
 
     def to_dict(self) -> dict:
@@ -349,18 +398,20 @@ class Comparison:
 
 
 def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evidence: Evidence,
-                  run_to_run: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """Between-run variance: the test's own recorded runs, moderated towards its set, and that towards the
-    prior. Returns the variance, its degrees of freedom, the part of it the test's own runs gave and that
-    part's degrees of freedom, and where it came from. (The evidence's sums may be arrays, one set per
-    replicate, for simulation.)"""
+                  run_to_run: bool, cards: Cards) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Between-run variance: the test's own recorded runs (their scatter within each card), moderated towards
+    its set, and that towards the prior. Returns the variance, its degrees of freedom, the part of it the
+    test's own runs gave and that part's degrees of freedom, and where it came from. (The evidence's sums
+    may be arrays, one set per replicate, for simulation.)"""
     replicates, runs = base_medians.shape
     if not run_to_run:
         return np.zeros(replicates), np.full(replicates, np.inf), np.zeros(replicates), np.zeros(replicates), "none"
     pooled_df = PRIOR_WEIGHT + np.asarray(evidence.run_df, dtype=float)
     pooled = np.maximum(0.0, (PRIOR_WEIGHT * math.log1p(prior.run) ** 2 + evidence.run_sum) / pooled_df)
     weight = np.minimum(pooled_df, POOLED_WEIGHT_CAP)
-    if runs < 2:
+    groups = cards.groups()
+    within_df = runs - len(groups)
+    if within_df < 1:
         source = "pooled" if np.any(evidence.run_df) else "prior"
         return (np.broadcast_to(pooled, (replicates,)).astype(float),
                 np.broadcast_to(weight, (replicates,)).astype(float), np.zeros(replicates), np.zeros(replicates),
@@ -373,36 +424,40 @@ def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evide
     # scatter, fewer. (Taken at the observed P and S^2 instead, a scatter large by chance, or far from P
     # either way, cut the degrees of freedom (to about 3 where 3 runs scatter widely): a 3x rise at 3 vs 3
     # trials with 3 recorded runs was missed 1.2% of the time, and the prior still ruled after 10 steady runs.)
-    scatter = np.var(base_medians, axis=1, ddof=1)
+    scatter = sum(np.sum((base_medians[:, g] - base_medians[:, g].mean(axis=1, keepdims=True)) ** 2, axis=1)
+                  for g in groups) / within_df
     excess = scatter - own.mean(axis=1)
-    variance = np.maximum(0.0, (weight * pooled + (runs - 1) * excess) / (weight + runs - 1))
-    spread = (weight * variance**2 + (runs - 1) * (variance + own.mean(axis=1)) ** 2) / (weight + runs - 1) ** 2
+    variance = np.maximum(0.0, (weight * pooled + within_df * excess) / (weight + within_df))
+    spread = (weight * variance**2 + within_df * (variance + own.mean(axis=1)) ** 2) / (weight + within_df) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(spread > 0, variance**2 / np.where(spread > 0, spread, 1.0), np.inf)
         share = np.clip(np.where(scatter > 0, excess / np.where(scatter > 0, scatter, 1.0), 0.0), 0.0, 1.0)
-    from_runs = np.maximum(0.0, (runs - 1) * excess / (weight + runs - 1))  # the part the test's runs gave
-    return variance, df, from_runs, (runs - 1) * share**2, "recorded runs"
+    from_runs = np.maximum(0.0, within_df * excess / (weight + within_df))  # the part the test's runs gave
+    return variance, df, from_runs, within_df * share**2, "recorded runs"
 
 
-def _card_variance(prior: Prior, evidence: Evidence, base_cards: int | None) -> tuple[float, float]:
-    if base_cards is None:
+def _card_variance(prior: Prior, evidence: Evidence, cards: Cards) -> tuple[float, float]:
+    """The card level's part of the variance of d (its level x `Cards.weight`), and its degrees of freedom."""
+    weight = cards.weight()
+    if not weight:
         return 0.0, 0.0
     df = PRIOR_WEIGHT + evidence.card_df
     variance = max(0.0, (PRIOR_WEIGHT * math.log1p(prior.card) ** 2 + evidence.card_sum) / df)
-    return variance * (1 + 1 / base_cards), float(df)
+    return variance * weight, float(df)
 
 
 def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_spreads: np.ndarray,
                    current_median: np.ndarray, current_trials: int, current_spread: np.ndarray, *,
                    tolerance: float, confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR,
-                   evidence: Evidence = NO_EVIDENCE, base_cards: int | None = None,
+                   evidence: Evidence = NO_EVIDENCE, cards: Cards | None = None,
                    run_to_run: bool = True) -> Comparison:
     """The rule for R replicates: log medians (R, K) and spreads (R, K) of K recorded runs, and this run's
-    log median and spread (R,). `base_cards` is the number of cards the baseline came from when this run is
-    on none of them (None: the same card)."""
+    log median and spread (R,). `cards`: which card each recorded run came from, and this run's (None:
+    every run on this run's card)."""
     check_settings(tolerance, confidence)
     base_medians, base_spreads = np.atleast_2d(base_medians), np.atleast_2d(base_spreads)
     runs = base_medians.shape[1]
+    cards = cards or Cards.one(runs)
     trials = np.asarray(base_trials, dtype=float)
     trial_df = int(trials.sum() - runs + current_trials - 1)
     pooled = ((trials - 1) * base_spreads**2).sum(axis=1) + (current_trials - 1) * current_spread**2
@@ -413,8 +468,8 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     median_df = median_trial_df(trial_df, round(of_medians / of_means, 9), confidence)
     own = np.array([median_cost(int(n)) / n for n in trials]) * trial_var[:, None]
     current_own = median_cost(current_trials) / current_trials * trial_var
-    run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run)
-    card_var, card_df = _card_variance(prior, evidence, base_cards)
+    run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run, cards)
+    card_var, card_df = _card_variance(prior, evidence, cards)
     between = run_var * (1 + 1 / runs)
     within = current_own + own.sum(axis=1) / runs**2
     variance = between + within + card_var
@@ -493,12 +548,11 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
         *baseline, current = scaled
         evidence = evidence.scaled()
     reference = baseline or [current]  # with no baseline: what a baseline like this run could detect
-    cards = other_cards(baseline, current)
     found = compare_arrays(
         np.log([[run.median for run in reference]]), [run.trials for run in reference],
         np.array([[run.spread for run in reference]]), np.log([current.median]), current.trials,
         np.array([current.spread]), tolerance=tolerance, confidence=confidence, prior=prior,
-        evidence=evidence, base_cards=len(cards) if cards else None, run_to_run=run_to_run,
+        evidence=evidence, cards=Cards.of(baseline, current) if baseline else None, run_to_run=run_to_run,
     )
     noise = Noise(float(np.expm1(found.trial[0])), found.trial_df, float(np.expm1(found.run[0])),
                   float(found.run_df[0]), found.run_source, math.expm1(found.card), found.card_df)

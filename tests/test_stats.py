@@ -296,6 +296,53 @@ def test_runs_on_several_cards_say_how_far_cards_move():
     assert evidence.run_df == 4 and evidence.run_sum < 1e-4  # inside each card the runs agree
 
 
+def on_cards(levels_cards) -> list[Run]:
+    """Recorded runs at (level, card) each, five quiet trials a run."""
+    return [Run.of(lognormal(5, 0.002, seed=i, scale=level), [card]) for i, (level, card) in enumerate(levels_cards)]
+
+
+def test_the_card_weight_is_the_variance_of_this_cards_level_against_the_baselines_mean():
+    assert stats.Cards.one(4).weight() == 0
+    # a card none of three single runs came from: its own level, and the mean of three others'
+    assert stats.Cards((0, 1, 2), None).weight() == pytest.approx(1 + 1 / 3)
+    # this run's card holds two of four runs: half its level is in the baseline already
+    assert stats.Cards((0, 0, 1, 2), 0).weight() == pytest.approx(0.5**2 + 2 * 0.25**2)
+    runs = on_cards([(1.0, "a"), (1.0, "b")])
+    assert stats.Cards.of(runs, Run.of([1.0, 1.0], ["b"])) == stats.Cards((0, 1), 1)
+    # runs that name no GPUs are on this run's card, whatever it is
+    assert stats.Cards.of([Run.of([1.0, 1.0]), *runs], Run.of([1.0, 1.0], ["b"])) == stats.Cards((0, 1, 0), 0)
+    assert stats.Cards.of(runs, Run.of([1.0, 1.0])).weight() == 0
+
+
+def test_runs_on_other_cards_are_not_counted_as_run_to_run_scatter():
+    # two runs on each of three cards that sit 6% apart; on each card the runs agree within 0.2%
+    runs = on_cards([(1.0, "a"), (1.002, "a"), (1.06, "b"), (1.058, "b"), (0.94, "c"), (0.942, "c")])
+    evidence = Evidence(run_sum=0.002**2 * 40, run_df=40, card_sum=0.06**2 * 40, card_df=40)
+    found = compare(runs, on_cards([(1.0, "a")])[0], TOLERANCE, evidence=evidence)
+    assert found.noise.run < 0.01  # the cards' 6% is not the runs'
+    # the card level learnt (prior and set), times the weight of card a holding 2 of 6 runs: 2/3
+    level = (3 * math.log1p(0.05) ** 2 + 40 * 0.06**2) / 43
+    assert found.noise.card == pytest.approx(math.expm1(math.sqrt(level * 2 / 3)), rel=1e-6)
+    # on a card none of them came from: the card's whole level, and a third of the mean's
+    new_card = compare(runs, on_cards([(1.0, "d")])[0], TOLERANCE, evidence=evidence)
+    assert new_card.noise.card > found.noise.card and new_card.noise.run == found.noise.run
+
+
+def test_an_entry_without_two_runs_on_one_card_cannot_tell_cards_from_runs():
+    found = Evidence.of_history(on_cards([(1.0, "a"), (1.06, "b"), (0.94, "c")]))
+    assert found.card_df == found.run_df == 0 == found.scaled_card_df
+
+
+def test_judging_an_entry_keeps_its_cards_scatter_in_the_sets_evidence():
+    runs = on_cards([(1.0, "a"), (1.002, "a"), (1.06, "b"), (1.058, "b")])
+    own = Evidence.of_history(runs)
+    total = STEADY_SET + own
+    besides = total.besides(runs)
+    assert besides.run_df == STEADY_SET.run_df and besides.run_sum == pytest.approx(STEADY_SET.run_sum)
+    assert besides.card_df == own.card_df == 1 and besides.card_sum == pytest.approx(own.card_sum)
+    assert total.besides(None) == total
+
+
 def scaled_runs(levels_cards_scales) -> list[Run]:
     """Runs at (level, card, reference figure) each: a card that draws more for the kernels draws more here."""
     return [dataclasses.replace(Run.of(lognormal(5, 0.01, seed=i, scale=level), [card]), card_scale=scale)
