@@ -1,7 +1,7 @@
 """Each stored GPU run judged, by the rule of today, against baselines that hold none of its card's runs.
 
 What a runner that recorded nothing meets: for each report (a pytest run's --energy-json) the committed
-baselines are copied with every run of the report's card taken out (entries left with none are dropped, and
+baselines are copied with every run of the report's cards taken out (entries left with none are dropped, and
 the evidence of the set is what remains), and the report's samples are judged there by the plugin's judge at
 the report's tolerance and confidence, with the run's own reference kernels (--raw: without them, so no
 card is scaled by its reference figure). No GPU.
@@ -44,10 +44,10 @@ def report_runs(reports: list[Path]) -> dict[str, list[dict]]:
     return found
 
 
-def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: Path, raw: bool,
-                 added: dict[str, list[dict]] | None = None) -> BaselineStore:
+def without_cards(baselines: Path, gpu_key: str, cards: set[frozenset[str]], scratch: Path, raw: bool,
+                  added: dict[str, list[dict]] | None = None) -> BaselineStore:
     """A copy of the GPU key's baselines, with the `added` runs of existing entries and without the runs of
-    `card` (raw: without their references either)."""
+    `cards` (raw: without their references either)."""
     folder = scratch / gpu_key
     shutil.copytree(baselines / gpu_key, folder)
     for path in folder.rglob("*.json"):
@@ -55,7 +55,7 @@ def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: P
         kept = {}
         for nodeid, entry in document["entries"].items():
             runs = [run for run in [*entry["runs"], *(added or {}).get(nodeid, [])]
-                    if frozenset(run.get("gpus", [])) != card]
+                    if frozenset(run.get("gpus", [])) not in cards]
             if raw:
                 runs = [{key: value for key, value in run.items() if key != "reference"} for run in runs]
             if runs:
@@ -68,20 +68,22 @@ def without_card(baselines: Path, gpu_key: str, card: frozenset[str], scratch: P
 def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str, list[dict]] | None = None) -> dict:
     report = json.loads(report_path.read_text())
     results = report["results"]
-    card = frozenset(results[0]["run"]["gpus"])
-    reference = {} if raw else report.get("reference") or {}
+    cards = {frozenset(result["run"]["gpus"]) for result in results}  # one per xdist worker
     with tempfile.TemporaryDirectory() as scratch:
-        store = without_card(baselines, report["gpu"], card, Path(scratch), raw, added)
+        store = without_cards(baselines, report["gpu"], cards, Path(scratch), raw, added)
         evidence = store.evidence()
         decisions = []
         for result in results:
             entry = store.lookup(result["nodeid"])
-            current = Run.of(result["samples"], card, card_scale=card_scale(reference, entry_workload(entry)))
+            # each run's own card's kernels (reports of schema 1 kept one for the whole report)
+            reference = {} if raw else result["run"].get("reference") or report.get("reference") or {}
+            current = Run.of(result["samples"], result["run"]["gpus"],
+                             card_scale=card_scale(reference, entry_workload(entry)))
             decisions.append(judge(entry, current, tolerance=result["tolerance"],
                                    confidence=result["confidence"], prior=Prior(), evidence=evidence,
                                    fingerprint=None, on_cpu=False, allow_hardware_change=True).decision)
     judged = [d for d in decisions if d.verdict != "new"]
-    return {"report": report_path.name, "card": ", ".join(sorted(card)),
+    return {"report": report_path.name, "card": ", ".join(sorted(gpu[:12] for card in cards for gpu in card)),
             "verdicts": Counter(d.verdict for d in decisions),
             "median_delta": statistics.median(d.delta for d in judged) if judged else None,
             "median_detectable": statistics.median(d.detectable for d in judged) if judged else None,
@@ -93,7 +95,7 @@ def each_run(baselines: Path, gpu_key: str = "h200") -> str:
     evidence = BaselineStore(baselines, gpu_key).evidence()
     decisions = []
     for (key, _), entry in read_set(baselines).entries.items():
-        others = evidence.without(Evidence.of_history(entry.runs))
+        others = evidence.besides(entry.runs)
         for i, run in enumerate(entry.runs if key == gpu_key else ()):
             rest = entry.runs[:i] + entry.runs[i + 1:]
             if run.gpus in {other.gpus for other in rest}:
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
         delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
         detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
-        print(f"| {found['report']} | {found['card'][:12]} | {counts} | {delta} | {detectable} | {found['adjusted']} |")
+        print(f"| {found['report']} | {found['card']} | {counts} | {delta} | {detectable} | {found['adjusted']} |")
 
 
 if __name__ == "__main__":

@@ -79,9 +79,9 @@ def summary(paths: list[Path]) -> str:
     lines = ["# Recorded runs of the suites", ""]
     for path, (document, _, _) in zip(paths, loaded, strict=True):
         gpus = ", ".join(document["fingerprint"].get("gpu_uuids") or [])
-        reference = document.get("reference") or {}
-        ref = (f"; reference matmul {reference['compute_joules_per_tflop']:.4g} J/TFLOP, copy "
-               f"{reference['memory_joules_per_gb']:.4g} J/GB" if reference else "")
+        references = document.get("references") or ([document["reference"]] if document.get("reference") else [])
+        ref = "".join(f"; reference matmul {reference['compute_joules_per_tflop']:.4g} J/TFLOP, copy "
+                      f"{reference['memory_joules_per_gb']:.4g} J/GB" for reference in references)
         lines.append(f"- `{path.name}`: {document['fingerprint']['gpu_name']} {gpus}, {document['started_at']}, "
                      f"{document['duration_s']:.0f} s{ref}")
     lines += ["", *bin_rows([records for _, records, _ in loaded]), "", *suite_rows(loaded), ""]

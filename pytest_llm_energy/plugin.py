@@ -590,8 +590,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(header_line(document))
     if session.meter.estimated:
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
-    reference = session.run_reference()
-    if reference:
+    for reference in session.run_references():
         tr.write_line(reference_line(reference))
     if session.host:
         tr.write_line(host_line(session.host))

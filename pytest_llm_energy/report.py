@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .session import EnergySession
 
 REPORT_SCHEMA = "pytest-llm-energy/report"
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: "references", one per card (1: "reference", one)
 AB_PAIR = "B against A"  # the arm of an A/B pair's record (ab.py): arm B judged against arm A
 
 COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "GPU busy, power", "notes")
@@ -251,8 +251,8 @@ def markdown(document: dict) -> str:
     lines = ["## Energy report", "", header_line(document) + "."]
     if document.get("meter_description"):
         lines += ["", f"Meter: {markdown_cell(document['meter_description'])}."]
-    if document.get("reference"):
-        lines += ["", reference_line(document["reference"]) + "."]
+    for reference in document.get("references") or ():
+        lines += ["", reference_line(reference) + "."]
     if document.get("host"):
         lines += ["", host_line(document["host"]) + "."]
     if document["estimated"]:
@@ -298,7 +298,7 @@ def run_document(session: EnergySession, workers: Mapping[str, str] | None = Non
         "duration_s": session.duration_s(),
         "python": session.python_version,
         "results": [session.records[nodeid] for nodeid in sorted(session.records)],
-        "reference": session.run_reference(),
+        "references": session.run_references(),
         "host": session.host,
         "unused_baseline_entries": session.unused_entries(),
         "mode": session.mode,

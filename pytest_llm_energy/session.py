@@ -250,12 +250,16 @@ class EnergySession:
         comparable with the entry's runs: their workload picks the figure for both sides."""
         return card_scale(self.reference, entry_workload(entry))
 
-    def run_reference(self) -> dict | None:
-        """The reference kernels of this run: this process's own, else (the xdist controller) the first
-        worker's that reached it; each names its card."""
-        found = [record["run"]["reference"] for record in self.records.values()
-                 if isinstance(record.get("run"), dict) and record["run"].get("reference")]
-        return self.reference or (found[0] if found else None)
+    def run_references(self) -> list[dict]:
+        """The reference kernels of this run, one per card: this process's own, then (the xdist controller)
+        each worker's card as its records reached it; each names its card."""
+        found = [self.reference] if self.reference else []
+        for record in self.records.values():
+            run = record.get("run")
+            reference = run.get("reference") if isinstance(run, dict) else None
+            if reference and all(reference.get("gpu") != seen.get("gpu") for seen in found):
+                found.append(reference)
+        return found
 
     def duration_s(self) -> float:
         return time.perf_counter() - self._clock_start

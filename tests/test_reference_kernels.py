@@ -63,7 +63,7 @@ def test_measured_once_and_kept_with_each_recorded_run_and_in_the_reports(run):
     result.stdout.fnmatch_lines(["*reference calls: 1", "Reference kernels on GPU-aaaa: matmul 1.03 J/TFLOP at 697 W, "
                                  "copy 0.109 J/GB at 465 W"])
     document = json.loads((run.path / "r.json").read_text())
-    assert document["reference"]["compute_joules_per_tflop"] == 1.03
+    assert [reference["compute_joules_per_tflop"] for reference in document["references"]] == [1.03]
     assert "Reference kernels on GPU-aaaa" in (run.path / "r.md").read_text()
     (stored,) = (run.path / "b" / "h100").glob("*.json")
     entries = json.loads(stored.read_text())["entries"]
@@ -75,7 +75,7 @@ def test_skipped_when_asked(run):
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*reference calls: 0"])
     assert "Reference kernels" not in result.stdout.str()
-    assert json.loads((run.path / "r.json").read_text())["reference"] is None
+    assert json.loads((run.path / "r.json").read_text())["references"] == []
 
 
 TWO_CARDS = """
@@ -172,3 +172,47 @@ def test_a_regression_on_another_card_says_it_was_judged_per_unit_of_the_referen
                                  "*card adjustment (this card's reference figure on the baseline runs')*+12.0%*"])
     (adjustment,) = set(re.findall(r'name="energy_card_adjustment" value="([^"]+)"', (two_cards.path / "j.xml").read_text()))
     assert float(adjustment) == pytest.approx(1.12)
+
+
+TWO_GPUS = """
+import sys
+sys.path.insert(0, {tests!r})
+import fake_nvml
+from pytest_llm_energy import reference, session
+
+fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=300.0),
+                                   fake_nvml.FakeGpu("GPU-bbbb", watts=300.0)])
+
+def fake_reference(meter, seconds=2.0):  # each worker measures the card it was given
+    return reference.Reference(meter.devices[0].uuid, 1.03, 0.109, 697.0, 465.0, ())
+
+session.measure_reference = fake_reference
+"""
+
+MANY = """
+import time
+import pytest
+
+@pytest.mark.parametrize("n", range(6))
+def test_case(energy, n):
+    with energy.measure() as m:
+        time.sleep(0.05)
+        m.output_tokens = 10
+"""
+
+
+def test_each_xdist_workers_card_has_its_line_in_the_header_and_the_reports(pytester, monkeypatch):
+    pytest.importorskip("xdist")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pytester.makeconftest(TWO_GPUS.format(tests=str(Path(__file__).parent)))
+    pytester.makepyfile(test_work=MANY)
+    (pytester.path / "b").mkdir()
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+    document = json.loads((pytester.path / "r.json").read_text())
+    cards = {record["run"]["gpus"][0] for record in document["results"]}
+    assert len(cards) == 2  # six tests: xdist gives each worker some
+    assert sorted(reference["gpu"] for reference in document["references"]) == sorted(cards)
+    header = [line for line in result.stdout.lines if line.startswith("Reference kernels on")]
+    assert sorted(line.split()[3].rstrip(":") for line in header) == sorted(cards)
+    assert (pytester.path / "r.md").read_text().count("Reference kernels on") == len(cards)
