@@ -10,6 +10,7 @@ card is scaled by its reference figure). No GPU.
     python benchmarks/card_check.py --each-run baselines   # every recorded run against its entry's others
     python benchmarks/card_check.py --by-busy baselines    # run-to-run scatter by the bins' GPU busy share
 
+With --run-noise/--card-noise, the priors a team would set with --energy-run-noise/--energy-card-noise.
 With --adding, the runs of those reports join their entries first (reports that checked the baselines
 without recording into them): what the set would say had they been recorded.
 With --each-run, every recorded run whose card also recorded another run of its entry is judged against the
@@ -65,7 +66,8 @@ def without_cards(baselines: Path, gpu_key: str, cards: set[frozenset[str]], scr
     return BaselineStore(scratch, gpu_key)
 
 
-def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str, list[dict]] | None = None) -> dict:
+def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str, list[dict]] | None = None,
+          prior: Prior | None = None) -> dict:
     report = json.loads(report_path.read_text())
     results = report["results"]
     cards = {frozenset(result["run"]["gpus"]) for result in results}  # one per xdist worker
@@ -80,7 +82,7 @@ def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str
             current = Run.of(result["samples"], result["run"]["gpus"],
                              card_scale=card_scale(reference, entry_workload(entry)))
             decisions.append(judge(entry, current, tolerance=result["tolerance"],
-                                   confidence=result["confidence"], prior=Prior(), evidence=evidence,
+                                   confidence=result["confidence"], prior=prior or Prior(), evidence=evidence,
                                    fingerprint=None, on_cpu=False, allow_hardware_change=True).decision)
     judged = [d for d in decisions if d.verdict != "new"]
     return {"report": report_path.name, "card": ", ".join(sorted(gpu[:12] for card in cards for gpu in card)),
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", action="store_true", help="judge without the reference kernels")
     parser.add_argument("--adding", type=Path, nargs="+", default=[], metavar="REPORT",
                         help="reports whose runs count as recorded too (each run still judged without its card's)")
+    parser.add_argument("--run-noise", type=float, default=Prior().run, help="the prior of --energy-run-noise")
+    parser.add_argument("--card-noise", type=float, default=Prior().card, help="the prior of --energy-card-noise")
     parser.add_argument("--each-run", action="store_true", help="judge every recorded run against its entry's others")
     parser.add_argument("--by-busy", action="store_true", help="run-to-run scatter by the bins' GPU busy share")
     args = parser.parse_args(argv)
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| report | card | " + " | ".join(VERDICTS) + " | median delta | median detectable | card-adjusted |")
     print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- |")
     for path in args.reports:
-        found = check(args.baselines, path, args.raw, report_runs(args.adding))
+        found = check(args.baselines, path, args.raw, report_runs(args.adding), Prior(args.run_noise, args.card_noise))
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
         delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
         detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
