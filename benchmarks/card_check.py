@@ -66,6 +66,12 @@ def without_cards(baselines: Path, gpu_key: str, cards: set[frozenset[str]], scr
     return BaselineStore(scratch, gpu_key)
 
 
+def report_reference(report: dict, result: dict) -> dict:
+    """A schema-1 report's one reference (the first worker's under xdist), for a run on that card only."""
+    reference = report.get("reference") or {}
+    return reference if reference.get("gpu") in (*result["run"]["gpus"], None) else {}
+
+
 def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str, list[dict]] | None = None,
           prior: Prior | None = None) -> dict:
     report = json.loads(report_path.read_text())
@@ -77,8 +83,7 @@ def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str
         decisions = []
         for result in results:
             entry = store.lookup(result["nodeid"])
-            # each run's own card's kernels (reports of schema 1 kept one for the whole report)
-            reference = {} if raw else result["run"].get("reference") or report.get("reference") or {}
+            reference = {} if raw else result["run"].get("reference") or report_reference(report, result)
             current = Run.of(result["samples"], result["run"]["gpus"],
                              card_scale=card_scale(reference, entry_workload(entry)))
             decisions.append(judge(entry, current, tolerance=result["tolerance"],
@@ -97,10 +102,11 @@ def each_run(baselines: Path, gpu_key: str = "h200") -> str:
     evidence = BaselineStore(baselines, gpu_key).evidence()
     decisions = []
     for (key, _), entry in read_set(baselines).entries.items():
-        others = evidence.besides(entry.runs)
+        without = evidence.without(Evidence.of_history(entry.runs))
         for i, run in enumerate(entry.runs if key == gpu_key else ()):
             rest = entry.runs[:i] + entry.runs[i + 1:]
-            if run.gpus in {other.gpus for other in rest}:
+            if run.gpus in {other.gpus for other in rest}:  # the set as it stood without this run
+                others = (without + Evidence.of_history(rest)).besides(rest)
                 decisions.append(compare(rest, run, 0.05, evidence=others))
     counts = ", ".join(f"{sum(d.verdict == v for d in decisions)} {v}" for v in VERDICTS)
     half = statistics.median(d.ci_high / d.ratio - 1 for d in decisions)

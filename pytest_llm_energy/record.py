@@ -100,7 +100,7 @@ def build_record(
         "tolerance": decision.tolerance,
         "confidence": decision.confidence,
         "run_noise": noise.run if noise else None,  # the spreads the verdict used, each level
-        "card_noise": noise.card if noise else None,  # 0 unless the baseline came from other GPUs
+        "card_noise": noise.card if noise else None,  # 0 where every recorded run came from this card
         "noise": noise.to_dict() if noise else None,
         "runs": decision.runs,  # recorded runs in the baseline
         "run": judgement.run.to_dict(),  # this run, as a baseline update records it

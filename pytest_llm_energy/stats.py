@@ -138,8 +138,8 @@ class Prior:
 class Evidence:
     """Run-to-run and card-to-card scatter over the tests of a baselines set, beyond what trials explain.
 
-    Sums of (degrees of freedom x excess variance) and the degrees of freedom, so one test's own part can be
-    taken out again (`without`) before its own runs are weighed against the rest. The card scatter is kept
+    Sums of (degrees of freedom x excess variance) and the degrees of freedom, so one test's own run part can
+    be taken out again (`besides`) before its own runs are weighed against the rest. The card scatter is kept
     twice: of plain J/token, and of J/token per unit of each card's reference figure (`per_card_scale`,
     from the histories it applies to), so each comparison learns from the kind it makes (`scaled`).
     """
@@ -207,7 +207,7 @@ def _scatter(runs: Sequence[Run], own: Sequence[float]) -> tuple[float, int, flo
     if not run_df:  # no two runs on one card: the cards' scatter holds the runs' too, and cannot tell them apart
         return 0.0, 0, 0.0, 0
     run_sum = sum(df * excess for df, excess in within)
-    run_var = run_sum / run_df
+    run_var = max(0.0, run_sum / run_df)
     means = [np.mean([m for m, _ in group]) for group in cards.values()]
     explained = np.mean([(run_var + np.mean([v for _, v in group])) / len(group) for group in cards.values()])
     card_excess = float(np.var(means, ddof=1) - explained)
@@ -416,19 +416,23 @@ def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evide
         return (np.broadcast_to(pooled, (replicates,)).astype(float),
                 np.broadcast_to(weight, (replicates,)).astype(float), np.zeros(replicates), np.zeros(replicates),
                 source)
-    # The runs' scatter S^2 less what their trials explain, weighed as K - 1 runs' worth against the set's
-    # estimate P, which counts as at most w degrees of freedom however many tests gave it (other tests may
-    # move otherwise than this one). Degrees of freedom by Satterthwaite, each estimate's variance taken at
-    # the value the blend V gives it: Var(P) ~ 2 V^2 / w and Var(S^2) ~ 2 (V + trials' part)^2 / (K - 1). With
-    # quiet trials that is w + K - 1, the conjugate prior's posterior; where trial noise makes most of the
-    # scatter, fewer. (Taken at the observed P and S^2 instead, a scatter large by chance, or far from P
-    # either way, cut the degrees of freedom (to about 3 where 3 runs scatter widely): a 3x rise at 3 vs 3
-    # trials with 3 recorded runs was missed 1.2% of the time, and the prior still ruled after 10 steady runs.)
+    # The runs' scatter within their cards S^2 less what their trials explain, weighed as m = K - G runs'
+    # worth (G cards) against the set's estimate P, which counts as at most w degrees of freedom however many
+    # tests gave it (other tests may move otherwise than this one). Degrees of freedom by Satterthwaite, each
+    # estimate's variance taken at the value the blend V gives it: Var(P) ~ 2 V^2 / w and Var(S^2) ~
+    # 2 (V + trials' part)^2 / m. With quiet trials that is w + m, the conjugate prior's posterior; where
+    # trial noise makes most of the scatter, fewer. (Taken at the observed P and S^2 instead, a scatter large
+    # by chance, or far from P either way, cut the degrees of freedom (to about 3 where 3 runs scatter
+    # widely): a 3x rise at 3 vs 3 trials with 3 recorded runs was missed 1.2% of the time, and the prior
+    # still ruled after 10 steady runs.)
     scatter = sum(np.sum((base_medians[:, g] - base_medians[:, g].mean(axis=1, keepdims=True)) ** 2, axis=1)
                   for g in groups) / within_df
-    excess = scatter - own.mean(axis=1)
+    # what the trials put into that scatter: each card's runs' own part, as many times as the card adds
+    # degrees of freedom (a card's single run adds none)
+    trials_part = sum((len(g) - 1) * own[:, g].mean(axis=1) for g in groups) / within_df
+    excess = scatter - trials_part
     variance = np.maximum(0.0, (weight * pooled + within_df * excess) / (weight + within_df))
-    spread = (weight * variance**2 + within_df * (variance + own.mean(axis=1)) ** 2) / (weight + within_df) ** 2
+    spread = (weight * variance**2 + within_df * (variance + trials_part) ** 2) / (weight + within_df) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(spread > 0, variance**2 / np.where(spread > 0, spread, 1.0), np.inf)
         share = np.clip(np.where(scatter > 0, excess / np.where(scatter > 0, scatter, 1.0), 0.0), 0.0, 1.0)
@@ -468,6 +472,8 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     median_df = median_trial_df(trial_df, round(of_medians / of_means, 9), confidence)
     own = np.array([median_cost(int(n)) / n for n in trials]) * trial_var[:, None]
     current_own = median_cost(current_trials) / current_trials * trial_var
+    if len(cards.runs) != runs:
+        raise ValueError(f"cards name {len(cards.runs)} runs, the baseline has {runs}")
     run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run, cards)
     card_var, card_df = _card_variance(prior, evidence, cards)
     between = run_var * (1 + 1 / runs)

@@ -328,6 +328,32 @@ def test_runs_on_other_cards_are_not_counted_as_run_to_run_scatter():
     assert new_card.noise.card > found.noise.card and new_card.noise.run == found.noise.run
 
 
+def test_a_cards_single_run_leaves_the_run_level_the_other_cards_pairs_give():
+    # a card's single run adds no scatter within cards, so neither may its trials' share of it
+    pair = [Run(1.0, 20, 0.05, frozenset({"a"})), Run(1.01, 20, 0.05, frozenset({"a"}))]
+    current = Run(1.0, 20, 0.05, frozenset({"a"}))
+    alone = compare(pair, current, TOLERANCE, evidence=STEADY_SET)
+    beside = compare([*pair, Run(1.05, 3, 0.05, frozenset({"b"}))], current, TOLERANCE, evidence=STEADY_SET)
+    assert beside.noise.run == pytest.approx(alone.noise.run, rel=1e-9)
+    assert beside.noise.run_df == pytest.approx(alone.noise.run_df, rel=1e-9)
+
+
+def test_the_rule_on_replicates_with_cards_is_the_rule_on_each_replicate():
+    rng = np.random.default_rng(3)
+    medians, current = rng.normal(0, 0.02, (4, 5)), rng.normal(0, 0.02, 4)
+    spreads = rng.uniform(0.005, 0.02, (4, 5))
+    cards = stats.Cards((0, 0, 1, 1, 2), None)
+    together = stats.compare_arrays(medians, [5, 5, 3, 5, 3], spreads, current, 5, np.full(4, 0.01),
+                                    tolerance=TOLERANCE, evidence=STEADY_SET, cards=cards)
+    for r in range(4):
+        one = stats.compare_arrays(medians[r:r + 1], [5, 5, 3, 5, 3], spreads[r:r + 1], current[r:r + 1], 5,
+                                   np.full(1, 0.01), tolerance=TOLERANCE, evidence=STEADY_SET, cards=cards)
+        assert one.se[0] == pytest.approx(together.se[r]) and one.df[0] == pytest.approx(together.df[r])
+    with pytest.raises(ValueError, match="cards name 3 runs, the baseline has 5"):
+        stats.compare_arrays(medians, [5] * 5, spreads, current, 5, np.full(4, 0.01), tolerance=TOLERANCE,
+                             cards=stats.Cards((0, 1, 2), None))
+
+
 def test_an_entry_without_two_runs_on_one_card_cannot_tell_cards_from_runs():
     found = Evidence.of_history(on_cards([(1.0, "a"), (1.06, "b"), (0.94, "c")]))
     assert found.card_df == found.run_df == 0 == found.scaled_card_df
