@@ -94,6 +94,7 @@ def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str
             "verdicts": Counter(d.verdict for d in decisions),
             "median_delta": statistics.median(d.delta for d in judged) if judged else None,
             "median_detectable": statistics.median(d.detectable for d in judged) if judged else None,
+            "median_half_width": statistics.median(d.ci_high / d.ratio - 1 for d in judged) if judged else None,
             "adjusted": sum(d.card_adjustment is not None for d in judged)}
 
 
@@ -152,14 +153,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.each_run:
         print(each_run(args.baselines))
         return
-    print("| report | card | " + " | ".join(VERDICTS) + " | median delta | median detectable | card-adjusted |")
-    print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- |")
+    print("| report | card | " + " | ".join(VERDICTS)
+          + " | median delta | median half-width of the interval | median detectable | card-adjusted |")
+    print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- | --- |")
     for path in args.reports:
         found = check(args.baselines, path, args.raw, report_runs(args.adding), Prior(args.run_noise, args.card_noise))
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
         delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
         detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
-        print(f"| {found['report']} | {found['card']} | {counts} | {delta} | {detectable} | {found['adjusted']} |")
+        half = "n/a" if found["median_half_width"] is None else f"{found['median_half_width']:+.1%}"
+        print(f"| {found['report']} | {found['card']} | {counts} | {delta} | {half} | {detectable} | {found['adjusted']} |")
 
 
 if __name__ == "__main__":
