@@ -18,7 +18,7 @@ import pytest
 from pytest_llm_energy.binning import bin_params
 
 # The trace suites' batch sizes where a suite names none (the committed baselines hold these).
-GPU_BATCH_SIZES = (8, 32)
+GPU_BATCH_SIZES = (32,)
 CPU_BATCH_SIZES = (1, 4)
 
 

@@ -12,6 +12,6 @@ OPTIONS = {"hf": {"compile": True}, "vllm": {}}
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
-@pytest.mark.trace_workloads(trace="azure-conv", top_k=2, batch_sizes=(8, 32))
+@pytest.mark.trace_workloads(trace="azure-conv", top_k=2)
 def test_backend(energy, backend, workload):
     energy.run(workload, backend=backend, **OPTIONS[backend])
