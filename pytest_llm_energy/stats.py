@@ -161,6 +161,10 @@ class Evidence:
     @classmethod
     def of_history(cls, runs: Sequence[Run]) -> Evidence:
         """What one test's recorded runs say: their scatter beyond their trials, by run and by card."""
+        if any(r.gpus for r in runs):
+            # A run that names no GPU (an older record) came from a card nobody knows: grouped with the
+            # others like it, their cards' scatter would count as the runs'. It is left out here.
+            runs = [r for r in runs if r.gpus]
         if len(runs) < 2:
             return cls()
         trial_var, _ = _pooled_trial_variance([(r.trials, r.spread) for r in runs])

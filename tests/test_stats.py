@@ -359,6 +359,19 @@ def test_an_entry_without_two_runs_on_one_card_cannot_tell_cards_from_runs():
     assert found.card_df == found.run_df == 0 == found.scaled_card_df
 
 
+def test_runs_that_name_no_gpu_beside_named_ones_are_not_taken_for_one_card():
+    named = on_cards([(1.0, "a"), (1.002, "a"), (1.06, "b"), (1.058, "b")])
+    # two older records, 10% apart, that do not say which card they ran on
+    unnamed = [dataclasses.replace(run, gpus=frozenset()) for run in on_cards([(1.0, "x"), (1.1, "y")])]
+    assert Evidence.of_history([*unnamed, *named]) == Evidence.of_history(named)
+    # only one named run left: nothing to learn, rather than the unnamed pair's 10% as run scatter
+    assert Evidence.of_history([*unnamed, named[0]]) == Evidence()
+    # a history where no run names its GPU (the CPU, older entries) is one machine's, as before
+    alone = Evidence.of_history(unnamed)
+    assert alone.run_df == 1 and alone.card_df == 0
+    assert alone.run_sum == pytest.approx(math.log(1.1) ** 2 / 2, rel=0.01)  # the pair's scatter
+
+
 def test_judging_an_entry_keeps_its_cards_scatter_in_the_sets_evidence():
     runs = on_cards([(1.0, "a"), (1.002, "a"), (1.06, "b"), (1.058, "b")])
     own = Evidence.of_history(runs)
