@@ -43,13 +43,14 @@ def bin_rows(runs: list[dict[str, dict]]) -> list[str]:
     header = ["bin", *(f"run {i + 1} J/token" for i in range(len(runs))), "later vs run 1", "GPU busy",
               "power / limit", "trial spread (robust CV)", "first trial vs the rest"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for nodeid in sorted(runs[0]):
+    for nodeid in sorted({nodeid for run in runs for nodeid in run}):  # a bin some runs lack shows "-" there
         records = [run[nodeid] for run in runs if nodeid in run]
         medians = [r["joules_per_token"] for r in records]
+        per_run = [f"{run[nodeid]['joules_per_token']:.4g}" if nodeid in run else "-" for run in runs]
         busy = [r["measurement"].get("busy_share") for r in records]
         power = [r["measurement"].get("power_share") for r in records]
         firsts = [r["samples"][0] / statistics.median(r["samples"][1:]) - 1 for r in records if len(r["samples"]) > 1]
-        cells = [nodeid.split("::")[-1], *(f"{m:.4g}" for m in medians),
+        cells = [nodeid.split("::")[-1], *per_run,
                  ", ".join(_pct(m / medians[0] - 1) for m in medians[1:]) or "-",
                  ", ".join(f"{b:.0%}" for b in busy if b is not None) or "-",
                  ", ".join(f"{p:.0%}" for p in power if p is not None) or "-",
@@ -96,7 +97,8 @@ def main() -> None:
     text = summary(args.reports)
     if args.out:
         args.out.write_text(text)
-    print(text)
+    else:
+        print(text)
 
 
 if __name__ == "__main__":
