@@ -8,10 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractContextManager as ContextManager
-
-    from ..meters.base import Window
+    from ..meters.base import Meter
     from ..models import ModelSpec
     from ..workload import Workload
 
@@ -114,10 +111,9 @@ class Backend(ABC):
     def generate(self, prepared: Any) -> Generation:
         """Run the prepared workload once and return when all of its work has finished on the device."""
 
-    def measure_online(self, workload: Workload, open_window: Callable[[], ContextManager[Window]],
-                       min_window_s: float):
-        """Online backends: run the load, measure its steady state in a window from `open_window` (the
-        meter's `window`), return (Reading, Generation)."""
+    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float):
+        """Online backends: run the load, measure its steady state in a `meter.window`, return (Reading,
+        Generation). Every load starts on the meter's turn (`meter.reserve`), as it runs ahead of its window."""
         raise NotImplementedError(f"backend {self.name} is offline; the runner measures it")
 
     def close(self) -> None:  # noqa: B027 - most backends have something to free; a no-op is a valid default

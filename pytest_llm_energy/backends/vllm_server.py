@@ -31,11 +31,8 @@ from .vllm_common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractContextManager as ContextManager
-
     from ..measurement import Reading
-    from ..meters.base import Window
+    from ..meters.base import Meter
     from ..models import ModelSpec
     from ..workload import Workload
 
@@ -140,8 +137,7 @@ class VLLMServerBackend(Backend):
                           requests=len(tokens), tokens_per_request=tokens, latency=run.latency())
 
     # -- the online measurement ------------------------------------------------------------------------------
-    def measure_online(self, workload: Workload, open_window: Callable[[], ContextManager[Window]],
-                       min_window_s: float) -> tuple[Reading, Generation]:
+    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float) -> tuple[Reading, Generation]:
         """Run a load long enough that its steady window lasts `min_window_s`; meter only that window."""
         request = self._request(workload)
         spec = self._load_spec(workload)
@@ -149,8 +145,11 @@ class VLLMServerBackend(Backend):
         count = self._requests_needed.get(key, max(spec.max_concurrency * REQUESTS_PER_SLOT, 2))
         for attempt in range(1, MAX_ATTEMPTS + 1):
             prompts = dataclasses.replace(workload, batch_size=count).prompt_token_ids(self.model.vocab_size)
+            # Each attempt is a window of its own: under --energy-ab the other arm measures between two, and
+            # a load started before its turn came ran out before its window opened, so the run grew on.
+            meter.reserve()
             reading, run, (begin, end) = self._served(
-                run_metered_load(self._require_url(), request, prompts, spec, open_window))
+                run_metered_load(self._require_url(), request, prompts, spec, meter.window))
             window = end - begin
             if window >= min_window_s or attempt == MAX_ATTEMPTS or count >= MAX_REQUESTS:
                 break
