@@ -135,6 +135,10 @@ def by_busy(baselines: Path, gpu_key: str = "h200") -> str:
     return "\n".join(lines)
 
 
+def _cell(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baselines", type=Path)
@@ -159,10 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.reports:
         found = check(args.baselines, path, args.raw, report_runs(args.adding), Prior(args.run_noise, args.card_noise))
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
-        delta = "n/a" if found["median_delta"] is None else f"{found['median_delta']:+.1%}"
-        detectable = "n/a" if found["median_detectable"] is None else f"{found['median_detectable']:.1%}"
-        half = "n/a" if found["median_half_width"] is None else f"{found['median_half_width']:+.1%}"
-        print(f"| {found['report']} | {found['card']} | {counts} | {delta} | {half} | {detectable} | {found['adjusted']} |")
+        medians = [_cell(found["median_delta"], "+.1%"), _cell(found["median_half_width"], "+.1%"),
+                   _cell(found["median_detectable"], ".1%")]
+        print(f"| {found['report']} | {found['card']} | {counts} | " + " | ".join(medians) + f" | {found['adjusted']} |")
 
 
 if __name__ == "__main__":
