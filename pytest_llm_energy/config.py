@@ -147,6 +147,8 @@ OPTIONS: tuple[Option, ...] = (
            f"(default: {DEFAULT_CPU_MODEL} on cpu, {DEFAULT_GPU_MODEL} on a GPU)"),
     Option("baselines", _text, "baselines", "baselines folder, relative to the rootdir (default: baselines)"),
     Option("update_baselines", _flag, False, "record this run's results as the new baselines", flag=True),
+    Option("prune_baselines", _flag, False, "with --energy-update-baselines: also remove the entries of tests "
+           "that are gone from the collected test files (a run of whole files only)", flag=True),
     Option("tolerance", _fraction, 0.05, "allowed relative change of J per output token, as a fraction: 0.05 "
            "is 5% (default: 0.05)"),
     Option("trials", _positive_int, 5, "measured trials per test (default: 5)"),

@@ -92,6 +92,17 @@ def _check_writable(session: EnergySession) -> None:
                                "(permission denied); make it writable or choose --energy-baselines")
 
 
+def _check_prune(config: pytest.Config, options: dict) -> None:
+    """Entries are removed only on purpose, by a run that can tell a test that is gone from one left out."""
+    if not options["prune_baselines"]:
+        return
+    if not options["update_baselines"]:
+        raise EnergyUsageError("--energy-prune-baselines removes entries as it records: add --energy-update-baselines")
+    if not whole_run(config):
+        raise EnergyUsageError("--energy-prune-baselines needs a run of whole test files: with -k, -m, --deselect, "
+                               "--lf or node ids it cannot tell a test that is gone from one left out")
+
+
 @pytest.hookimpl(tryfirst=True)  # before other plugins' configure: nothing may start CUDA on an unpinned worker
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", marker_help())
@@ -100,6 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         xdist_support.pin_worker(config)  # first: the meter below must see this worker's GPU only
         options = read_options(lambda name: config.getoption("energy_" + name), config.getini)
+        _check_prune(config, options)
         if options["plots"]:
             from .plots import require_matplotlib
 
@@ -570,7 +582,8 @@ def _unused_lines(tr, session: EnergySession) -> None:
         tr.write_line(f"baseline entries removed ({len(removed)}), of tests that are gone: "
                       + ", ".join(sorted(removed)), yellow=True)
     if unused:
-        why = "the update did not complete" if session.update else "--energy-update-baselines removes them"
+        why = ("the update did not complete" if session.update and session.options["prune_baselines"]
+               else "--energy-update-baselines --energy-prune-baselines removes them")
         tr.write_line(f"unused baseline entries ({len(unused)}), of tests this run did not collect: "
                       + ", ".join(unused) + f"; {why}", yellow=True)
 

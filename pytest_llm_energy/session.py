@@ -226,9 +226,10 @@ class EnergySession:
 
     def write_baselines(self) -> None:
         entries = self.entries_to_write()
-        # Entries of tests that are gone go when the run collected their whole files (as syrupy removes
-        # unused snapshots); a run of a subset (-k, -m, a node id) cannot tell them from tests left out.
-        remove = self.unused_entries()
+        # Entries of tests that are gone go only when asked: a run of whole files still cannot tell a test
+        # that is gone from one that its options parametrize away (`--suite-batch-sizes=128` collects no
+        # batch-32 case), and those entries hold runs recorded on several cards.
+        remove = self.unused_entries() if self.options["prune_baselines"] else []
         if not entries and not remove:
             return
         # A run that showed the energy changed starts its test's history afresh: the old runs no longer

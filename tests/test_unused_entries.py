@@ -1,5 +1,5 @@
-"""Baseline entries of tests that are gone are reported, and removed by an update of their whole files; a test
-whose workload changed under the same id is not compared with the old workload's baseline.
+"""Baseline entries of tests that are gone are reported, and removed by an update of their whole files that asks
+to prune; a test whose workload changed under the same id is not compared with the old workload's baseline.
 
 Run as a user runs pytest (pytester), as syrupy treats unused snapshots.
 """
@@ -40,24 +40,71 @@ def test_an_entry_of_a_renamed_test_is_reported_and_left_alone_without_an_update
     before = (pytester.path / "baselines/cpu/test_gen.json").read_bytes()
     result = pytester.runpytest(*ARGS, "--energy-json=r.json")
     result.stdout.fnmatch_lines(["*unused baseline entries (1), of tests this run did not collect: "
-                                 "test_gen.py::test_old_name; --energy-update-baselines removes them*"])
+                                 "test_gen.py::test_old_name; --energy-update-baselines --energy-prune-baselines removes them*"])
     assert json.loads((pytester.path / "r.json").read_text())["unused_baseline_entries"] == [
         "test_gen.py::test_old_name"]
     assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
 
 
-def test_an_update_of_the_whole_file_removes_it(pytester):
+def test_an_update_of_the_whole_file_removes_it_when_asked_to_prune(pytester):
     renamed(pytester)
-    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines")
     result.stdout.fnmatch_lines(["*baselines written: *test_gen.json (+1 new, 1 updated, 1 removed)*",
                                  "*baseline entries removed (1), of tests that are gone: test_gen.py::test_old_name*"])
     assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_new_name"}
 
 
+def test_an_update_without_prune_keeps_the_entry_and_lists_it(pytester):
+    renamed(pytester)
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    assert result.ret == 0 and "removed" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*unused baseline entries (1)*test_gen.py::test_old_name; "
+                                 "--energy-update-baselines --energy-prune-baselines removes them*"])
+    assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_old_name", "test_gen.py::test_new_name"}
+
+
+SIZED = """
+import time
+
+import pytest
+
+def pytest_addoption(parser):
+    parser.addoption("--sizes", default="1")
+
+def pytest_generate_tests(metafunc):
+    if "size" in metafunc.fixturenames:
+        metafunc.parametrize("size", [int(s) for s in metafunc.config.getoption("--sizes").split(",")])
+"""
+
+
+def test_an_update_at_other_option_values_keeps_the_cases_those_values_left_out(pytester):
+    # as `pytest suites/ --suite-batch-sizes=128 --energy-update-baselines` on a set recorded at batch 32
+    pytester.makeconftest(SIZED)
+    pytester.makepyfile(test_gen=MEASURED.format(a="kept", b="other").replace(
+        "def test_kept(energy):", "def test_kept(energy, size):"))
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines").ret == 0
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines", "--sizes=2").ret == 0
+    assert entries(pytester) == {"test_gen.py::test_kept[1]", "test_gen.py::test_kept[2]", "test_gen.py::test_other"}
+
+
+def test_prune_is_refused_without_an_update_or_on_a_subset(pytester):
+    renamed(pytester)
+    before = (pytester.path / "baselines/cpu/test_gen.json").read_bytes()
+    result = pytester.runpytest(*ARGS, "--energy-prune-baselines")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--energy-prune-baselines removes entries as it records: "
+                                 "add --energy-update-baselines*"])
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines", "-k", "kept")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--energy-prune-baselines needs a run of whole test files*"])
+    assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
+
+
 def test_a_run_of_a_subset_neither_lists_nor_removes_entries(pytester):
     # the tests -k or a node id leave out still exist: a subset cannot tell them from tests that are gone
     renamed(pytester)
-    assert pytester.runpytest(*ARGS, "--energy-update-baselines").ret == 0  # both names recorded now
+    # both names recorded now, the old one gone
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines").ret == 0
     for subset in (("-k", "kept"), ("test_gen.py::test_kept",), ("-m", "not slow")):
         for update in ((), ("--energy-update-baselines",)):
             result = pytester.runpytest(*ARGS, *update, *subset)
