@@ -125,6 +125,29 @@ def test_compile_uses_generates_own_compiled_decode_step():
         backend.close()
 
 
+def test_a_compiled_call_that_fails_leaves_the_next_call_compiling_afresh():
+    """A failure inside a compiled generate (on a GPU: out of memory while a CUDA graph was captured) resets the
+    compiled state, so the next bin compiles anew rather than run into what the failed one left half built."""
+    from torch._dynamo.utils import counters
+
+    backend = HFBackend(resolve_model("tiny-llama"), dataclasses.replace(CPU, compile=True))
+    backend.load()
+    try:
+        prepared = backend.prepare(Workload(input_tokens=8, output_tokens=4, batch_size=2))
+        backend.generate(prepared)
+        graphs = counters["stats"]["unique_graphs"]
+        backend.generate(prepared)
+        assert counters["stats"]["unique_graphs"] == graphs  # warm: nothing compiles
+        vocabulary = backend._model.config.vocab_size
+        broken = dataclasses.replace(prepared, input_ids=prepared.input_ids + vocabulary)  # no such token
+        with pytest.raises(IndexError):
+            backend.generate(broken)
+        assert backend.generate(prepared).tokens_per_request == (4, 4)
+        assert counters["stats"]["unique_graphs"] > graphs  # compiled again after the failure
+    finally:
+        backend.close()
+
+
 def test_text_prompts_are_left_padded_and_counted_without_padding(tiny_folder):
     backend = HFBackend(resolve_model(str(tiny_folder)), CPU)
     backend.load()

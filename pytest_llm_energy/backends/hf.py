@@ -207,10 +207,14 @@ class HFBackend(Backend):
             # generate sizes a static cache to the longest call so far (to spare recompiles), so a small bin
             # after a big one would attend over the big one's cache; each bin gets its own size instead.
             model._previous_max_cache_length = -1
-        output = model.generate(input_ids=prepared.input_ids, attention_mask=prepared.attention_mask,
-                                **prepared.generate_kwargs)
-        if self._device == "cuda":
-            torch.cuda.synchronize()
+        try:
+            output = model.generate(input_ids=prepared.input_ids, attention_mask=prepared.attention_mask,
+                                    **prepared.generate_kwargs)
+            if self._device == "cuda":
+                torch.cuda.synchronize()
+        except Exception:
+            self._forget_compiled()
+            raise
         self._after_compile(prepared)
         tokens_per_request = self._count_new_tokens(output, prepared.input_ids.shape[1])
         return exact_generation("hf generate", workload, tokens_per_request, prepared.input_tokens)
@@ -229,6 +233,17 @@ class HFBackend(Backend):
         shutdown = getattr(async_compile, "shutdown_compile_workers", None)  # absent from older torch
         if shutdown is not None:
             shutdown()
+
+    def _forget_compiled(self) -> None:
+        """After a compiled call failed, start the compiled state afresh. A failure while inductor captured a
+        CUDA graph (out of memory, say) leaves its graph tree half built, and every later compiled bin of the
+        process then failed on an assertion in it (`dealloc_current_path_weakrefs`); each bin compiles anew."""
+        if "compile_config" not in self._cache_kwargs:
+            return
+        import torch
+
+        torch._dynamo.reset()
+        self._compiled_shapes.clear()
 
     def _count_new_tokens(self, output, prompt_length: int) -> tuple[int, ...]:
         """New tokens per returned sequence, up to and including a first EOS (after it is only padding)."""
