@@ -11,8 +11,10 @@ import contextlib
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, Generation
@@ -76,6 +78,18 @@ def measured(meter: Meter, record: Callable[[Measurement], None], *, warmup: boo
     record(window.measurement)
 
 
+def what_failed(error: BaseException) -> str:
+    """The error's type and message; where it has no message (a bare `assert` deep in a library), the
+    function, file and line that raised it, so the one-line failure still says where to look."""
+    if str(error):
+        return f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    return f"{type(error).__name__} in {last.name} ({'/'.join(Path(last.filename).parts[-2:])}:{last.lineno})"
+
+
 def free_device_cache() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -130,7 +144,7 @@ class WorkloadRunner:
                     f"out of memory running {workload.label} on {backend.name}: lower the batch size or "
                     "the lengths for this bin"
                 ) from error
-            raise BackendError(f"{backend.name} failed on {workload.label}: {type(error).__name__}: {error}") from error
+            raise BackendError(f"{backend.name} failed on {workload.label}: {what_failed(error)}") from error
 
     def _window(self, work: Work, repeats: int, warmup: bool) -> tuple[Measurement, list]:
         """`repeats` calls of the work in one window; returns the measurement and the calls' results."""

@@ -98,6 +98,13 @@ def test_any_other_crash_names_the_backend_and_the_bin():
         run(BurnBackend(fail_on_call=1, error=ValueError("boom")))
 
 
+def test_a_crash_without_a_message_says_where_it_was_raised():
+    # as a bare `assert` inside torch's CUDA-graph trees read: "AssertionError: " and nothing to go on
+    with pytest.raises(BackendError, match=r"burn failed on in16-out8-b2-greedy: AssertionError in generate "
+                                           r"\(tests/test_runner.py:\d+\)$"):
+        run(BurnBackend(fail_on_call=1, error=AssertionError()))
+
+
 class SpeedingUpBackend(BurnBackend):
     """Each call is faster than the last: planned windows come out short, as when a GPU's clocks rise."""
 
