@@ -95,7 +95,7 @@ def check(baselines: Path, report_path: Path, raw: bool = False, added: dict[str
             "median_delta": statistics.median(d.delta for d in judged) if judged else None,
             "median_detectable": statistics.median(d.detectable for d in judged) if judged else None,
             "median_half_width": statistics.median(d.ci_high / d.ratio - 1 for d in judged) if judged else None,
-            "adjusted": sum(d.card_adjustment is not None for d in judged)}
+            "adjusted": sum(d.card_adjustment is not None for d in judged), "deltas": [d.delta for d in judged]}
 
 
 def each_run(baselines: Path, gpu_key: str = "h200") -> str:
@@ -160,12 +160,20 @@ def main(argv: list[str] | None = None) -> None:
     print("| report | card | " + " | ".join(VERDICTS)
           + " | median delta | median half-width of the interval | median detectable | card-adjusted |")
     print("| --- | --- | " + " | ".join("---" for _ in VERDICTS) + " | --- | --- | --- | --- |")
+    verdicts, deltas = Counter(), []
     for path in args.reports:
         found = check(args.baselines, path, args.raw, report_runs(args.adding), Prior(args.run_noise, args.card_noise))
         counts = " | ".join(str(found["verdicts"].get(v, 0)) for v in VERDICTS)
         medians = [_cell(found["median_delta"], "+.1%"), _cell(found["median_half_width"], "+.1%"),
                    _cell(found["median_detectable"], ".1%")]
         print(f"| {found['report']} | {found['card']} | {counts} | " + " | ".join(medians) + f" | {found['adjusted']} |")
+        verdicts += found["verdicts"]
+        deltas += found["deltas"]
+    if len(args.reports) > 1 and deltas:
+        print(f"\nAll: {len(deltas)} verdicts against a baseline, "
+              + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in VERDICTS if v != "new")
+              + f" ({verdicts.get('unchanged', 0) / len(deltas):.0%} unchanged); deltas {min(deltas):+.1%} to "
+              f"{max(deltas):+.1%}, rms {statistics.fmean(d * d for d in deltas) ** 0.5:.1%}")
 
 
 if __name__ == "__main__":
