@@ -93,9 +93,13 @@ def _check_writable(session: EnergySession) -> None:
 
 
 def _check_prune(config: pytest.Config, options: dict) -> None:
-    """Entries are removed only on purpose, by a run that can tell a test that is gone from one left out."""
-    if not options["prune_baselines"]:
+    """Entries are removed only on purpose, by a run that can tell a test that is gone from one left out. Asked on
+    the command line, a run that cannot is refused; set in the ini, it is a standing choice that applies to
+    updates of whole files only (every other run leaves the files alone anyway)."""
+    if not config.getoption("energy_prune_baselines"):
         return
+    if options["ab"]:
+        raise EnergyUsageError("--energy-ab compares two arms and records nothing: drop --energy-prune-baselines")
     if not options["update_baselines"]:
         raise EnergyUsageError("--energy-prune-baselines removes entries as it records: add --energy-update-baselines")
     if not whole_run(config):
@@ -454,11 +458,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         energy_session.meter.collected([xdist_support.plain_nodeid(item) for item in session.items])
     if energy_session is not None and energy_session.is_controller and not _is_worker(session.config):
         energy_session.collected = [xdist_support.plain_nodeid(item) for item in session.items]
-        energy_session.whole_run = whole_run(session.config)
+        energy_session.whole_run = whole_run(session.config) and not energy_session.deselected
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Tests deselected by -k, -m or any plugin or conftest: this run does not cover whole files."""
+    energy_session = items[0].config.stash.get(SESSION_KEY, None) if items else None
+    if energy_session is not None:
+        energy_session.deselected = True
 
 
 # Options that pick a subset of the collected tests: a run with any of them does not cover whole test files.
-SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "failedfirst", "stepwise", "last_failed_no_failures")
+# (--ff only reorders, and --lfnf acts only with --lf.)
+SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "stepwise")
 
 
 def whole_run(config: pytest.Config) -> bool:
@@ -583,7 +595,7 @@ def _unused_lines(tr, session: EnergySession) -> None:
                       + ", ".join(sorted(removed)), yellow=True)
     if unused:
         why = ("the update did not complete" if session.update and session.options["prune_baselines"]
-               else "--energy-update-baselines --energy-prune-baselines removes them")
+               else "if those tests are gone, --energy-update-baselines --energy-prune-baselines removes them")
         tr.write_line(f"unused baseline entries ({len(unused)}), of tests this run did not collect: "
                       + ", ".join(unused) + f"; {why}", yellow=True)
 

@@ -456,7 +456,7 @@ def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytes
     old = {"test_a.py::test_old": entry(9.0)}
     write_baseline(pytester.path / "baselines" / "cpu" / "test_a.json", old)
     with open(pytester.path / "out.txt", "wb") as out:
-        # -k: a run of a subset, so the other entry of test_a.json is kept, not removed as unused
+        # -k: a run of a subset; the other entry of test_a.json is kept
         process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines", "-k",
                                     "measured"],
                                    cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT)
@@ -541,7 +541,7 @@ def test_an_update_replaces_the_file_by_rename_and_keeps_its_permissions(pyteste
     pytester.makepyfile(**{"sub/test_new": MEASURED})
     with open(path, "rb") as reader:  # a reader that opened the file before the update (git, a diff tool)
         inode = os.fstat(reader.fileno()).st_ino
-        # -k: a run of a subset, so the other entry is kept, not removed as unused
+        # -k: a run of a subset; the other entry is kept
         pytester.runpytest(*ARGS, "--energy-update-baselines", "-k", "measured").assert_outcomes(passed=2)
         assert reader.read() == before  # it still reads the whole old file: a new file took the name
     assert path.stat().st_ino != inode

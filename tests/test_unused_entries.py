@@ -5,6 +5,7 @@ Run as a user runs pytest (pytester), as syrupy treats unused snapshots.
 """
 
 import json
+import sys
 
 MEASURED = """
 import time
@@ -40,7 +41,8 @@ def test_an_entry_of_a_renamed_test_is_reported_and_left_alone_without_an_update
     before = (pytester.path / "baselines/cpu/test_gen.json").read_bytes()
     result = pytester.runpytest(*ARGS, "--energy-json=r.json")
     result.stdout.fnmatch_lines(["*unused baseline entries (1), of tests this run did not collect: "
-                                 "test_gen.py::test_old_name; --energy-update-baselines --energy-prune-baselines removes them*"])
+                                 "test_gen.py::test_old_name; if those tests are gone, --energy-update-baselines "
+                                 "--energy-prune-baselines removes them*"])
     assert json.loads((pytester.path / "r.json").read_text())["unused_baseline_entries"] == [
         "test_gen.py::test_old_name"]
     assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
@@ -58,8 +60,8 @@ def test_an_update_without_prune_keeps_the_entry_and_lists_it(pytester):
     renamed(pytester)
     result = pytester.runpytest(*ARGS, "--energy-update-baselines")
     assert result.ret == 0 and "removed" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["*unused baseline entries (1)*test_gen.py::test_old_name; "
-                                 "--energy-update-baselines --energy-prune-baselines removes them*"])
+    result.stdout.fnmatch_lines(["*unused baseline entries (1)*test_gen.py::test_old_name; if those tests are "
+                                 "gone, --energy-update-baselines --energy-prune-baselines removes them*"])
     assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_old_name", "test_gen.py::test_new_name"}
 
 
@@ -97,19 +99,49 @@ def test_prune_is_refused_without_an_update_or_on_a_subset(pytester):
     result = pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines", "-k", "kept")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--energy-prune-baselines needs a run of whole test files*"])
+    result = pytester.runpytest(*ARGS, f"--energy-ab={sys.executable}", "--energy-prune-baselines")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--energy-ab compares two arms and records nothing: drop --energy-prune-baselines*"])
     assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
 
 
 def test_a_run_of_a_subset_neither_lists_nor_removes_entries(pytester):
-    # the tests -k or a node id leave out still exist: a subset cannot tell them from tests that are gone
+    # the tests -k or a node id leave out still exist: a subset cannot tell them from tests that are gone, so
+    # even pruning set in the ini (a standing choice) leaves them
     renamed(pytester)
+    pytester.makeini("[pytest]\nenergy_prune_baselines = true\n")
     # both names recorded now, the old one gone
-    assert pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines").ret == 0
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines").ret == 0
     for subset in (("-k", "kept"), ("test_gen.py::test_kept",), ("-m", "not slow")):
         for update in ((), ("--energy-update-baselines",)):
             result = pytester.runpytest(*ARGS, *update, *subset)
             assert result.ret == 0 and "unused baseline entries" not in result.stdout.str()
             assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_new_name"}
+
+
+def test_pruning_set_in_the_ini_is_a_standing_choice_for_updates_of_whole_files(pytester):
+    renamed(pytester)
+    pytester.makeini("[pytest]\nenergy_prune_baselines = true\n")
+    before = (pytester.path / "baselines/cpu/test_gen.json").read_bytes()
+    assert pytester.runpytest("--help").ret == 0
+    result = pytester.runpytest(*ARGS)  # a check: lists, writes nothing
+    assert result.ret == 0 and "unused baseline entries (1)" in result.stdout.str()
+    assert (pytester.path / "baselines/cpu/test_gen.json").read_bytes() == before
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    result.stdout.fnmatch_lines(["*baseline entries removed (1), of tests that are gone: test_gen.py::test_old_name*"])
+    assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_new_name"}
+
+
+def test_tests_a_conftest_deselects_are_not_taken_for_gone(pytester):
+    renamed(pytester)
+    pytester.makeconftest("""
+def pytest_collection_modifyitems(config, items):
+    kept = [item for item in items if "new_name" not in item.name]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+""")
+    pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines")
+    assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_old_name"}
 
 
 WORKLOAD = """
