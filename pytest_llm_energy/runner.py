@@ -135,10 +135,13 @@ class WorkloadRunner:
                 self._run_online(backend, workload, plan, record, label, min_window)
             else:
                 self._run_offline(backend, workload, plan, record, label, min_window)
-        except BackendError:
-            raise
-        except Exception as error:  # an OOM or a backend crash in one bin: that test errors, others run
-            if type(error).__name__ == "OutOfMemoryError":
+        except BaseException as error:
+            # A failed bin may have reset the backend's compiled state (hf: dynamo's, for the whole process), so
+            # no shape counts as warm now: each warms up again before its next trials.
+            self._seconds_per_run.clear()
+            if isinstance(error, BackendError) or not isinstance(error, Exception):
+                raise
+            if type(error).__name__ == "OutOfMemoryError":  # an OOM or a crash in one bin: that test errors
                 free_device_cache()
                 raise BackendError(
                     f"out of memory running {workload.label} on {backend.name}: lower the batch size or "

@@ -85,6 +85,17 @@ def test_a_backend_that_yields_other_token_counts_is_an_error():
         run(BurnBackend(short_by=1))
 
 
+def test_after_a_bin_fails_every_shape_warms_up_again():
+    # the hf backend resets compiled state after a failure: a shape warm before it would recompile in a trial
+    backend = BurnBackend()
+    runner, _ = run(backend)
+    backend.fail_on_call, backend.error = backend.calls + 1, RuntimeError("capture failed")
+    with pytest.raises(BackendError):
+        run(backend, workload=Workload(32, 8, 2), runner=runner)
+    _, again = run(backend, runner=runner)
+    assert sum(m.warmup for m in again) == 1
+
+
 def test_out_of_memory_in_one_bin_becomes_a_clear_backend_error():
     class OutOfMemoryError(RuntimeError):
         pass

@@ -17,6 +17,7 @@ GPU to confirm.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -212,7 +213,7 @@ class HFBackend(Backend):
                                     **prepared.generate_kwargs)
             if self._device == "cuda":
                 torch.cuda.synchronize()
-        except Exception:
+        except BaseException:  # a timeout's Failed or Ctrl-C during a capture leaves the same half-built tree
             self._forget_compiled()
             raise
         self._after_compile(prepared)
@@ -242,8 +243,9 @@ class HFBackend(Backend):
             return
         import torch
 
-        torch._dynamo.reset()
         self._compiled_shapes.clear()
+        with contextlib.suppress(Exception):  # the error that brought us here is the one to report
+            torch._dynamo.reset()
 
     def _count_new_tokens(self, output, prompt_length: int) -> tuple[int, ...]:
         """New tokens per returned sequence, up to and including a first EOS (after it is only padding)."""
