@@ -11,6 +11,8 @@ frame_start() {
   frame_out=$1 frame_budget=$2 frame_on_exit=${3:-}
   work=$(mktemp -d)
   trap 'eval "$frame_on_exit"; tar czf "$frame_out/runs.tgz" -C "$work" .' EXIT
+  trap 'exit 143' TERM  # killed at a time limit: still pack what ran (EXIT traps do not run on a signal)
+  trap 'exit 130' INT
   export PYTHONUNBUFFERED=1
   python3 -c "import pytest_llm_energy" 2>/dev/null ||
       python3 -m pip install --quiet --no-deps --no-build-isolation -e . >"$work/install.log" 2>&1
@@ -21,7 +23,7 @@ frame_start() {
 
 frame_fits() {
   frame_left=$((frame_budget - ($(date +%s) - frame_started)))
-  if ((frame_last && frame_left < frame_last + 15)); then
+  if ((frame_left <= 0 || (frame_last && frame_left < frame_last + 15))); then
     echo "stopped before $1: $frame_left s left, the last took $frame_last s"
     return 1
   fi
