@@ -1,8 +1,16 @@
 """Shared test setup: pytester for plugin behaviour, as a user would run pytest."""
 
+import contextlib
+
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# pytester's in-process runs put sys.modules back as they found it, so a torch first imported inside one is
+# dropped and imported again by the next, which its C extension does not survive (SystemError "bad call
+# flags", then a segfault, when test_reliability.py runs alone). Imported here, it is in every snapshot.
+with contextlib.suppress(ImportError):
+    import torch  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
