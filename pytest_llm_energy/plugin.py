@@ -462,7 +462,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
-    """Tests deselected by -k, -m or any plugin or conftest: this run does not cover whole files."""
+    """Tests deselected by -k, -m or any plugin or conftest: this run does not cover whole files (an xdist
+    worker tells the controller as it goes down)."""
     energy_session = items[0].config.stash.get(SESSION_KEY, None) if items else None
     if energy_session is not None:
         energy_session.deselected = True
@@ -526,6 +527,13 @@ class ControllerHooks:
                                    if xdist_support.strip_group(nodeid, node.config) not in seen]
         self.session.whole_run = whole_run(node.config)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """A worker whose plugins or conftests deselected tests: this run does not cover whole files."""
+        if (getattr(node, "workeroutput", None) or {}).get(xdist_support.DESELECTED_KEY):
+            self.session.deselected = True
+            self.session.whole_run = False
+
     def pins(self) -> dict[str, str]:
         if self.assignment is None:
             return {}
@@ -559,6 +567,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         energy_session.meter.finish()
     energy_session.close()
     if not energy_session.is_controller:
+        if energy_session.deselected and hasattr(session.config, "workeroutput"):
+            session.config.workeroutput[xdist_support.DESELECTED_KEY] = True  # the controller cannot see it
         return
     hooks = session.config.pluginmanager.get_plugin("llm-energy-controller")
     if hooks is not None and hooks.progress_dir is not None:

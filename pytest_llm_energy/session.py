@@ -64,7 +64,7 @@ class EnergySession:
         self.ab_backend_options: dict = {}  # arm A's own backend options (--energy-ab-option)
         self.ab_arms: dict | None = None  # the A/B controller: what each arm is
         self.whole_run = False  # whether it collected whole test files (no -k, -m or node ids)
-        self.deselected = False  # a plugin or conftest deselected tests (serial run; xdist workers keep theirs)
+        self.deselected = False  # a plugin or conftest deselected tests (here, or in an xdist worker)
         self.started_at = dt.datetime.now(dt.UTC)
         self._clock_start = time.perf_counter()
 

@@ -40,6 +40,7 @@ from .errors import EnergyUsageError
 from .progress import CHANNEL_KEY
 
 GPU_INPUT_KEY = "energy_gpu_uuid"  # workerinput key: the UUID of the GPU this worker measures
+DESELECTED_KEY = "energy_deselected"  # workeroutput key: the worker's plugins or conftests deselected tests
 GROUP_MARK = "xdist_group"
 _WORKER_ID = re.compile(r"gw(\d+)")
 

@@ -7,6 +7,8 @@ Run as a user runs pytest (pytester), as syrupy treats unused snapshots.
 import json
 import sys
 
+import pytest
+
 MEASURED = """
 import time
 
@@ -132,7 +134,8 @@ def test_pruning_set_in_the_ini_is_a_standing_choice_for_updates_of_whole_files(
     assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_new_name"}
 
 
-def test_tests_a_conftest_deselects_are_not_taken_for_gone(pytester):
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_tests_a_conftest_deselects_are_not_taken_for_gone(pytester, workers):
     renamed(pytester)
     pytester.makeconftest("""
 def pytest_collection_modifyitems(config, items):
@@ -140,7 +143,7 @@ def pytest_collection_modifyitems(config, items):
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])
     items[:] = kept
 """)
-    pytester.runpytest(*ARGS, "--energy-update-baselines", "--energy-prune-baselines")
+    assert pytester.runpytest(*ARGS, *workers, "--energy-update-baselines", "--energy-prune-baselines").ret == 0
     assert entries(pytester) == {"test_gen.py::test_kept", "test_gen.py::test_old_name"}
 
 
