@@ -458,7 +458,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         energy_session.meter.collected([xdist_support.plain_nodeid(item) for item in session.items])
     if energy_session is not None and energy_session.is_controller and not _is_worker(session.config):
         energy_session.collected = [xdist_support.plain_nodeid(item) for item in session.items]
-        energy_session.whole_run = whole_run(session.config) and not energy_session.deselected
+        energy_session.whole_run = whole_run(session.config)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -532,7 +532,6 @@ class ControllerHooks:
         """A worker whose plugins or conftests deselected tests: this run does not cover whole files."""
         if (getattr(node, "workeroutput", None) or {}).get(xdist_support.DESELECTED_KEY):
             self.session.deselected = True
-            self.session.whole_run = False
 
     def pins(self) -> dict[str, str]:
         if self.assignment is None:

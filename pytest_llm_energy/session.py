@@ -63,7 +63,7 @@ class EnergySession:
         self.ab_arm: str | None = None  # in an A/B arm: "A" or "B"
         self.ab_backend_options: dict = {}  # arm A's own backend options (--energy-ab-option)
         self.ab_arms: dict | None = None  # the A/B controller: what each arm is
-        self.whole_run = False  # whether it collected whole test files (no -k, -m or node ids)
+        self.whole_run = False  # whether its command line asks for whole test files (no -k, -m or node ids)
         self.deselected = False  # a plugin or conftest deselected tests (here, or in an xdist worker)
         self.started_at = dt.datetime.now(dt.UTC)
         self._clock_start = time.perf_counter()
@@ -220,8 +220,9 @@ class EnergySession:
     def unused_entries(self) -> list[str]:
         """Entries of the collected tests' baseline files that no collected test has (renamed, removed).
 
-        Only a run of whole files can tell: under -k, -m or node ids the tests left out still exist."""
-        if not (self.collected and self.reads_baselines and self.whole_run):
+        Only a run of whole files can tell: under -k, -m, node ids or a conftest's deselection the tests left
+        out still exist."""
+        if not (self.collected and self.reads_baselines and self.whole_run and not self.deselected):
             return []
         return self.store.unused(self.collected)
 
