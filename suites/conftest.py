@@ -77,6 +77,7 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(config, items):
+    _group_by_backend(items)
     gpu_key = _gpu_key(config)
     for item in items:
         suite = item.get_closest_marker("suite")
@@ -88,3 +89,18 @@ def pytest_collection_modifyitems(config, items):
                 reason="GPU suite: run it on a GPU runner with --energy-gpu=<key> (h100, h200, ...) or auto"))
         elif profile == "cpu" and gpu_key != "cpu":
             item.add_marker(pytest.mark.skip(reason="CPU profile: runs with --energy-gpu=cpu"))
+
+
+def _group_by_backend(items) -> None:
+    """Within each file, the cases of one backend run together: a switch of backend unloads the model (one
+    is resident at a time), so hf, vllm, hf, vllm would load and compile each twice."""
+    first_of_file: dict = {}
+    for index, item in enumerate(items):
+        first_of_file.setdefault(item.path, index)
+
+    def key(indexed):
+        index, item = indexed
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return first_of_file[item.path], str(params.get("backend", "")), index
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=key)]

@@ -45,3 +45,13 @@ def test_keywords_split_into_fields_and_extra():
     assert options.compile and options.dtype == "bf16" and options.device == "cpu"
     assert options.extra == (("compile_mode", "max-autotune"),)
     assert BackendOptions.from_keywords({}, device="cuda") == BackendOptions(device="cuda")
+
+
+def test_a_vllm_engine_asks_for_vllms_share_or_what_is_free():
+    from pytest_llm_energy.backends.placement import memory_share
+
+    gib = 1 << 30
+    assert memory_share(79 * gib, 80 * gib) == 0.9  # an empty card: vLLM's own default
+    # The test process holds 9 GiB (its CUDA context, an earlier backend's cache): 0.9 would not start.
+    assert memory_share(71 * gib, 80 * gib) == 0.85
+    assert memory_share(71 * gib, 80 * gib) * 80 * gib <= 71 * gib

@@ -231,3 +231,15 @@ def test_metered_load_that_fails_opens_no_window(web):
     with pytest.raises(BackendError, match="HTTP 503"):
         asyncio.run(scenario())
     assert CountingMeter.begun == 0
+
+
+def test_a_rate_limited_load_starts_from_what_arrives_in_a_few_windows():
+    from pytest_llm_energy.backends.vllm_server import REQUESTS_PER_SLOT, first_request_count
+
+    # 16 slots at 2 requests/s: rounds of slots would be 64 requests, 32 s of arrivals for a 1 s window.
+    assert first_request_count(LoadSpec(request_rate=2.0, max_concurrency=16), 1.0) == 4
+    assert first_request_count(LoadSpec(request_rate=8.0, max_concurrency=16), 1.0) == 16
+    # A burst, or a rate the slots cannot keep up with, is rounds of every slot.
+    assert first_request_count(LoadSpec(max_concurrency=16), 1.0) == 16 * REQUESTS_PER_SLOT
+    assert first_request_count(LoadSpec(request_rate=1000.0, max_concurrency=4), 1.0) == 4 * REQUESTS_PER_SLOT
+    assert first_request_count(LoadSpec(request_rate=0.1, max_concurrency=1), 1.0) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import sys
 
 from ..errors import EnergyUsageError
@@ -34,6 +35,26 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if canonical == "auto":
         return "bfloat16" if device == "cuda" else "float32"
     return canonical
+
+
+# vLLM's own default share of the card for an engine, and what is left free beside a smaller share.
+VLLM_MEMORY_SHARE = 0.9
+FREE_MARGIN = 0.03
+
+
+def memory_share(free_bytes: int, total_bytes: int) -> float:
+    """The share of a card a vLLM engine may ask for: vLLM's 0.9, or less where less is free (an engine
+    refuses to start when its share exceeds the free memory: the test process's own CUDA context, what an
+    earlier backend left cached), rounded down to a hundredth."""
+    share = min(VLLM_MEMORY_SHARE, free_bytes / total_bytes - FREE_MARGIN)
+    return math.floor(share * 100) / 100
+
+
+def cuda_memory_share() -> float:
+    import torch
+
+    free_bytes, total_bytes = torch.cuda.mem_get_info()
+    return memory_share(free_bytes, total_bytes)
 
 
 def free_device_memory() -> None:

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import EnergyUsageError
-from .placement import resolve_device, resolve_dtype
+from .placement import cuda_memory_share, free_device_memory, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from ..models import ModelSpec
@@ -91,6 +91,9 @@ def engine_arguments(model: ModelSpec, options: BackendOptions, max_num_seqs: in
         # skipped, and a bin of "256 in" would not pay for 256 input tokens.
         "enable_prefix_caching": False,
     }
+    if device == "cuda" and "gpu_memory_utilization" not in dict(options.extra):
+        free_device_memory()  # what an earlier backend left cached is free for this engine
+        arguments["gpu_memory_utilization"] = cuda_memory_share()
     if device == "cpu":
         arguments["max_model_len"] = min(int(config.get("max_position_embeddings", CPU_MAX_MODEL_LEN)),
                                          CPU_MAX_MODEL_LEN)

@@ -42,6 +42,9 @@ SERVER_EXTRA_KEYS = ("start_timeout_s",)
 DEFAULT_START_TIMEOUT_S = 900.0  # an 8B model with CUDA-graph capture takes minutes; a stuck one must not hang CI
 # A steady window needs several rounds of requests; it grows until it is long enough for the meter.
 REQUESTS_PER_SLOT = 4
+# At a finite rate the run lasts count / rate seconds whatever the concurrency: start from the requests that
+# arrive in this many minimum windows, not from rounds of slots (64 requests at 2/s would take 32 s a window).
+RATE_WINDOWS = 2
 MAX_ATTEMPTS = 4
 MAX_REQUESTS = 100_000
 DEATH_GRACE_S = 2.0  # after a failed load, how long to wait for a dying server to become visibly dead
@@ -142,7 +145,7 @@ class VLLMServerBackend(Backend):
         request = self._request(workload)
         spec = self._load_spec(workload)
         key = (workload.shape, spec, min_window_s)
-        count = self._requests_needed.get(key, max(spec.max_concurrency * REQUESTS_PER_SLOT, 2))
+        count = self._requests_needed.get(key, first_request_count(spec, min_window_s))
         for attempt in range(1, MAX_ATTEMPTS + 1):
             prompts = dataclasses.replace(workload, batch_size=count).prompt_token_ids(self.model.vocab_size)
             # Each attempt is a window of its own: under --energy-ab the other arm measures between two, and
@@ -217,6 +220,15 @@ class VLLMServerBackend(Backend):
         if self._server is None:
             raise BackendError("vllm-server is not running (used before load() or after close())")
         return self.base_url
+
+
+def first_request_count(spec: LoadSpec, min_window_s: float) -> int:
+    """Requests of a load's first attempt: rounds of every slot, or at a finite rate what arrives in a few
+    minimum windows, whichever is fewer; an attempt whose window comes out short grows the count."""
+    count = spec.max_concurrency * REQUESTS_PER_SLOT
+    if not math.isinf(spec.request_rate):
+        count = min(count, math.ceil(spec.request_rate * min_window_s * RATE_WINDOWS))
+    return max(count, 2)
 
 
 def _run_async(coroutine):
