@@ -11,7 +11,7 @@
 #   vllm:NAME      record the vLLM bins ($VLLM_SUITES, -k "not hf") into $STATE/baselines
 #   check:NAME     the recorded suites ($CHECK_SUITES) against $STATE/baselines, recording nothing
 #   bench:NAME     pytest $BENCH (a benchmark file) with its own scratch baselines
-# Every pytest process runs the README's command shape: --energy-gpu=$GPU_KEY (default h100), default
+# Every pytest process runs the README's command shape: --energy-gpu=KEY (h100 or h200, as the card), default
 # settings. Logs, JSON reports and the baselines as they stand are packed into OUT/runs.tgz (gpu_frame.sh).
 set -uo pipefail
 out=$1 budget=$2; shift 2
@@ -19,7 +19,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 state=${STATE:-/root/llm-energy-run}
 # The first call starts from the committed baselines, so records add to their files and checks judge them.
 [ -d "$state/baselines" ] || { mkdir -p "$state" && cp -r baselines "$state/baselines"; }
-key=${GPU_KEY:-h100}
+# The key the README's command names for this card (the lease may give an H100 or an H200).
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case $card in *H200*) default_key=h200 ;; *H100*) default_key=h100 ;; *) default_key=auto ;; esac
+key=${GPU_KEY:-$default_key}
 hf_suites=${HF_SUITES:-suites/test_code.py suites/test_decoding.py}
 # test_parallelism after test_backends: its tp1 bin reuses the batch-32 engine (one start fewer).
 vllm_suites=${VLLM_SUITES:-suites/test_backends.py suites/test_parallelism.py suites/test_online.py}
