@@ -92,7 +92,7 @@ def judged(cell: Cell, draws: Draws, rise: float, tolerance: float, confidence: 
 
 
 def caught(comparison: stats.Comparison) -> float:
-    return float(np.mean(comparison.verdict == stats.VERDICTS.index(stats.REGRESSED)))
+    return float(np.mean(comparison.verdict == stats.VERDICTS.index(stats.Verdict.REGRESSED)))
 
 
 def rise_caught_80(judge_at) -> float:
@@ -118,10 +118,10 @@ def measure_cell(cell: Cell, rng: np.random.Generator, reps: int, tolerance: flo
         return judged(cell, draws, rise, tolerance, confidence, evidence)
 
     same = judge_at(0.0)
-    alarms = np.isin(same.verdict, [stats.VERDICTS.index(stats.REGRESSED), stats.VERDICTS.index(stats.IMPROVED)])
+    alarms = np.isin(same.verdict, [stats.VERDICTS.index(stats.Verdict.REGRESSED), stats.VERDICTS.index(stats.Verdict.IMPROVED)])
     return {"cell": cell, "false_alarms": float(np.mean(alarms)),
             "coverage": float(np.mean((same.low <= 0) & (0 <= same.high))),
-            "unchanged": float(np.mean(same.verdict == stats.VERDICTS.index(stats.UNCHANGED))),
+            "unchanged": float(np.mean(same.verdict == stats.VERDICTS.index(stats.Verdict.UNCHANGED))),
             "reported": float(np.median(same.detectable)), "caught_80": rise_caught_80(judge_at),
             "tripled": caught(judge_at(2.0)) if cell.trials == 3 else None}
 

@@ -17,7 +17,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,11 @@ from . import fingerprint as stack
 from . import xdist_support
 from .backends import backend_class
 from .errors import EnergyError, EnergyUsageError
+from .judge import Judgement
 from .meters.remote import WindowServer
-from .report import AB_PAIR, failure_message, junit_properties
-from .stats import REGRESSED, Run, compare, compare_paired
+from .report import failure_message, junit_properties
+from .result import PAIRED, Arm, ArmA, TestResult
+from .stats import Run, Verdict, compare, compare_paired
 
 ADDRESS_KEY, ARM_KEY, OPTIONS_KEY = "energy_ab_address", "energy_ab_arm", "energy_ab_options"
 UNPAIRED = "one arm gave no result"
@@ -121,18 +124,20 @@ class AbHooks:
         record = getattr(report, "energy_record", None)
         if report.when != "call" or not record or "arm" not in record:
             return
-        halves = self.halves.setdefault(record["nodeid"], {})
-        halves[record["arm"]] = record
+        half = TestResult.from_dict(record)
+        halves = self.halves.setdefault(half.nodeid, {})
+        halves[half.arm.name] = half
         if len(halves) < 2:
             return
         paired = pair(halves["A"], halves["B"])
         self.properties[(report.nodeid, self.worker_of(report))] = junit_properties(paired)
-        strict = record.get("strict", self.session.options["strict"]) and paired["verdict"] == "inconclusive"
-        if paired["refused"] or paired["verdict"] == REGRESSED or strict:
+        strict_option = half.arm.strict if half.arm.strict is not None else self.session.options["strict"]
+        strict = strict_option and paired.verdict == Verdict.INCONCLUSIVE
+        if paired.refused or paired.verdict == Verdict.REGRESSED or strict:
             report.outcome = "failed"
-            report.longrepr = paired["refused"] or failure_message(
+            report.longrepr = paired.refused or failure_message(
                 paired, strict_reason="energy verdict 'inconclusive' fails under --energy-strict" if strict else None)
-        self.session.records[record["nodeid"]] = {**paired, "outcome": report.outcome}
+        self.session.records[half.nodeid] = paired.with_outcome(report.outcome)
 
     def unpaired(self) -> list[str]:
         """Tests one arm measured and the other did not (it died, failed or skipped): said, not judged.
@@ -141,13 +146,8 @@ class AbHooks:
         for nodeid, halves in self.halves.items():
             if len(halves) == 1:
                 missing_pairs.append(nodeid)
-                (arm, record), = halves.items()
-                missing = "B" if arm == "A" else "A"
-                self.session.records[nodeid] = {
-                    **record, "verdict": "inconclusive", "outcome": "error", "refused_note": UNPAIRED,
-                    "too_noisy": False, "detectable": None,
-                    "refused": f"arm {missing} gave no result for this test (its worker died, or the test failed "
-                               f"or was skipped there): nothing to compare arm {arm}'s with"}
+                (half,) = halves.values()
+                self.session.records[nodeid] = without_pair(half)
         return missing_pairs
 
     def describe(self) -> dict:
@@ -158,6 +158,17 @@ class AbHooks:
         self.server.close()
 
 
+def without_pair(half: TestResult) -> TestResult:
+    """One arm's half whose other arm gave no result: no comparison, and an error of the test."""
+    arm = half.arm.name
+    missing = "B" if arm == "A" else "A"
+    refused = (f"arm {missing} gave no result for this test (its worker died, or the test failed "
+               f"or was skipped there): nothing to compare arm {arm}'s with")
+    judgement = replace(half.judgement, verdict=Verdict.INCONCLUSIVE, too_noisy=False, detectable=None,
+                        refused=refused, refused_note=UNPAIRED)
+    return replace(half, judgement=judgement, outcome="error")
+
+
 def held_memory_gib() -> float | None:
     """GPU memory this arm's process holds (its loaded backend), which it keeps while the other arm runs."""
     torch = sys.modules.get("torch")
@@ -166,78 +177,78 @@ def held_memory_gib() -> float | None:
     return torch.cuda.memory_reserved() / 2**30
 
 
-def held_memory_line(records) -> str | None:
+def held_memory_line(results: Iterable[TestResult]) -> str | None:
     """The most GPU memory each arm held while it waited, for the summary (None off the GPU)."""
-    held = {arm: max((r["memory_gib"][arm] for r in records if (r.get("memory_gib") or {}).get(arm) is not None),
-                     default=None) for arm in ("A", "B")}
+    pairs = [r.arm.memory_gib for r in results if r.arm and isinstance(r.arm.memory_gib, dict)]
+    held = {arm: max((memory[arm] for memory in pairs if memory.get(arm) is not None), default=None)
+            for arm in ("A", "B")}
     if all(value is None for value in held.values()):
         return None
     amounts = ", ".join(f"arm {arm} {value:.1f} GiB" for arm, value in held.items() if value is not None)
     return f"GPU memory each arm holds while the other runs (its loaded backend, at most): {amounts}"
 
 
-def unpaired_lines(records) -> list[str]:
+def unpaired_lines(results: Iterable[TestResult]) -> list[str]:
     """The tests that got no comparison, for the summary (each with why): the run fails for them."""
-    return [f"A/B: no comparison for {r['nodeid']}: {r['refused']}" for r in records
-            if r.get("refused_note") == UNPAIRED]
+    return [f"A/B: no comparison for {r.nodeid}: {r.refused}" for r in results
+            if r.judgement.refused_note == UNPAIRED]
 
 
-def mismatch(a: Mapping, b: Mapping) -> str | None:
+def mismatch(a: TestResult, b: TestResult) -> str | None:
     """Why the arms' numbers cannot be compared, if they cannot: other work, other tokens per call (a
     server's steady window excepted: it counts the tokens that streamed in it)."""
-    if a.get("workload") != b.get("workload"):
-        return f"the arms ran different workloads: A {a.get('workload')}, B {b.get('workload')}"
+    if a.workload != b.workload:
+        return f"the arms ran different workloads: A {a.workload}, B {b.workload}"
     if _online(a) and _online(b):  # a server's steady window holds as many tokens as stream in it, by design
         return None
-    per_call = [record["measurement"]["output_tokens"] / max(1, record["measurement"]["repeats"])
-                for record in (a, b)]
+    per_call = [result.windows.tokens_per_call for result in (a, b)]
     if per_call[0] != per_call[1]:
         return (f"the arms produced different token counts: A {per_call[0]:g}, B {per_call[1]:g} output tokens "
                 "per call; J per token would not be comparable")
     return None
 
 
-def _online(record: Mapping) -> bool:
-    """Whether the record's backend measured a server's steady window (tokens counted as they streamed)."""
-    name = (record.get("backend") or {}).get("backend")
+def _online(result: TestResult) -> bool:
+    """Whether the result's backend measured a server's steady window (tokens counted as they streamed)."""
+    name = (result.backend or {}).get("backend")
     try:
         return name is not None and backend_class(name).online
     except EnergyError:  # a backend this interpreter lacks: judged by its token counts
         return False
 
 
-def pair(a: Mapping, b: Mapping) -> dict:
-    """B's record judged against A's: trial i of each arm a pair (their windows adjacent, turn about), with the
+def pair(a: TestResult, b: TestResult) -> TestResult:
+    """B's result judged against A's: trial i of each arm a pair (their windows adjacent, turn about), with the
     verdict words and tolerance of the stored-baseline mode."""
-    fewest = min(len(a["samples"]), len(b["samples"]))
-    paired = len(a["samples"]) == len(b["samples"]) >= 2
+    fewest = min(len(a.samples), len(b.samples))
+    paired = len(a.samples) == len(b.samples) >= 2
+    tolerance, confidence = b.decision.tolerance, b.decision.confidence
     if paired:
-        decision = compare_paired(a["samples"], b["samples"], b["tolerance"], confidence=b["confidence"])
+        decision = compare_paired(a.samples, b.samples, tolerance, confidence=confidence)
     else:  # adaptive trials stopped the arms at different counts: each arm's trials as one run
-        decision = compare([Run.of(a["samples"])], Run.of(b["samples"]), b["tolerance"],
-                           confidence=b["confidence"], run_to_run=False, against="against the other arm, turn about")
+        decision = compare([Run.of(a.samples)], Run.of(b.samples), tolerance,
+                           confidence=confidence, run_to_run=False, against="against the other arm, turn about")
     if fewest < 2:
         refused, refused_note = ("one trial an arm gives no spread to judge a difference by: use "
                                  "--energy-trials=2 or more"), "one trial an arm"
     else:
         refused, refused_note = mismatch(a, b), "the arms measured different work"
-    changes = stack.changes(a.get("stack"), b.get("stack"))
-    notes = (set(b.get("notes", [])) | {f"arm A: {note}" for note in a.get("notes", [])}
+    a_stack, b_stack = (a.arm.stack if a.arm else None), (b.arm.stack if b.arm else None)
+    changes = stack.changes(a_stack, b_stack)
+    notes = (set(b.notes) | {f"arm A: {note}" for note in a.notes}
              | {f"arm A {c.component} {c.baseline} -> arm B {c.current}" for c in changes})
     if not paired and fewest >= 2:
-        notes.add(f"arms ran {len(a['samples'])} and {len(b['samples'])} trials: judged as two runs, not in pairs")
-    notes = sorted(notes)
-    return {
-        **b, "arm": AB_PAIR, "baseline_joules_per_token": a["joules_per_token"],
-        "flags": list(dict.fromkeys([*b.get("flags", []), *a.get("flags", [])])),  # either arm's windows'
-        "verdict": "inconclusive" if refused else decision.verdict, "delta": decision.delta,
-        "ci_low": decision.ci_low, "ci_high": decision.ci_high, "p_value": decision.p_value,
-        "detectable": decision.detectable, "too_noisy": decision.too_noisy, "reason": decision.reason,
-        "noise": decision.noise.to_dict(), "run_noise": 0.0, "card_noise": 0.0, "runs": 1,
-        "decision": decision.to_dict(), "notes": notes,
-        "refused": refused, "refused_note": refused_note,
-        "arm_a": {key: a.get(key) for key in ("samples", "joules_per_token", "measurement", "backend")},
-        "memory_gib": {"A": a.get("memory_gib"), "B": b.get("memory_gib")},
-        "stack_changes": [{"component": c.component, "baseline": c.baseline, "current": c.current}
-                          for c in changes],
-    }
+        notes.add(f"arms ran {len(a.samples)} and {len(b.samples)} trials: judged as two runs, not in pairs")
+    judgement = replace(
+        Judgement.of(decision, b.judgement.run, stack_changes=changes, refused=refused,
+                     other_gpus=b.judgement.other_gpus),
+        verdict=Verdict.INCONCLUSIVE if refused else decision.verdict, refused_note=refused_note,
+    )
+    memory = {"A": a.arm.memory_gib if a.arm else None, "B": b.arm.memory_gib if b.arm else None}
+    return replace(
+        b, baseline_joules_per_token=a.joules_per_token, judgement=judgement,
+        flags=tuple(dict.fromkeys([*b.flags, *a.flags])),  # either arm's windows'
+        notes=tuple(sorted(notes)),
+        arm=Arm(PAIRED, b_stack, memory, b.arm.strict if b.arm else None),
+        arm_a=ArmA(a.samples, a.joules_per_token, a.windows, a.backend),
+    )

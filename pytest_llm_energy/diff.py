@@ -21,24 +21,13 @@ from .files import clean_for_json
 from .gpus import CPU_KEY
 from .judge import Judgement, judge
 from .report import card_adjusted_note, noise_note
-from .stats import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_PRIOR,
-    IMPROVED,
-    INCONCLUSIVE,
-    NEW,
-    NO_EVIDENCE,
-    REGRESSED,
-    UNCHANGED,
-    Evidence,
-    Prior,
-)
+from .stats import DEFAULT_CONFIDENCE, DEFAULT_PRIOR, NO_EVIDENCE, Evidence, Prior, Verdict
 
 DIFF_SCHEMA = "pytest-llm-energy/diff"
 DIFF_SCHEMA_VERSION = 1
 REMOVED = "removed"  # a diff's own verdict: the old set has the test and the new one does not
 # Row order: what a reviewer must look at first; inside a verdict, the largest change first.
-VERDICT_ORDER = (REGRESSED, INCONCLUSIVE, IMPROVED, UNCHANGED, NEW, REMOVED)
+VERDICT_ORDER = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.UNCHANGED, Verdict.NEW, REMOVED)
 
 
 # --- comparing ------------------------------------------------------------------------------------------
@@ -50,7 +39,7 @@ class EntryDiff:
 
     gpu: str
     nodeid: str
-    verdict: str  # a stats verdict, or REMOVED
+    verdict: Verdict | str  # a stats verdict, or REMOVED
     old_joules_per_token: float | None
     new_joules_per_token: float | None
     delta: float | None  # median(new) / median(old) - 1 (per unit of the card reference: card_adjustment)
@@ -136,7 +125,7 @@ class BaselineDiff:
 
     @property
     def regressed(self) -> tuple[EntryDiff, ...]:
-        return tuple(row for gpu in self.gpus for row in gpu.rows if row.verdict == REGRESSED)
+        return tuple(row for gpu in self.gpus for row in gpu.rows if row.verdict == Verdict.REGRESSED)
 
     def to_dict(self) -> dict:
         return clean_for_json(round_floats=False, value=

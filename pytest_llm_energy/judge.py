@@ -14,12 +14,17 @@ from dataclasses import dataclass
 
 from . import fingerprint as stack
 from .baseline import BaselineEntry
-from .stats import Decision, Evidence, Prior, Run, compare, other_cards, should_stop
+from .stats import Decision, Evidence, Prior, Run, Verdict, compare, other_cards, should_stop
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """The decision on one run, with why it was (or was not) compared as it was."""
+    """The decision on one run, with why it was (or was not) compared as it was.
+
+    `verdict`, `detectable` and `too_noisy` are what the result says; they are the decision's own unless a
+    comparison could not be made as the rule made it (A/B arms that measured different work, or one arm
+    that gave no result: `ab.py`).
+    """
 
     decision: Decision
     run: Run  # this run, as a baseline update would record it
@@ -27,6 +32,18 @@ class Judgement:
     hardware_changes: tuple[stack.Change, ...]
     refused: str | None  # why the baseline was not compared (another GPU model), or None
     other_gpus: tuple[str, ...]  # the baseline's GPUs, when this run's are none of them
+    verdict: Verdict
+    detectable: float | None
+    too_noisy: bool
+    refused_note: str | None = None  # A/B: what the notes cell says in place of a refusal's whole text
+
+    @classmethod
+    def of(cls, decision: Decision, run: Run, *, stack_changes: Sequence[stack.Change] = (),
+           hardware_changes: Sequence[stack.Change] = (), refused: str | None = None,
+           other_gpus: Sequence[str] = ()) -> Judgement:
+        """The judgement that says what its decision says."""
+        return cls(decision, run, tuple(stack_changes), tuple(hardware_changes), refused, tuple(other_gpus),
+                   decision.verdict, decision.detectable, decision.too_noisy)
 
 
 def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confidence: float, prior: Prior,
@@ -50,7 +67,8 @@ def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confid
     others = evidence.besides(runs)
     decision = compare(runs, current, tolerance, confidence=confidence, prior=prior, evidence=others,
                        run_to_run=run_to_run)
-    return Judgement(decision, current, changes, hardware, refused, other_gpus(runs, current))
+    return Judgement.of(decision, current, stack_changes=changes, hardware_changes=hardware, refused=refused,
+                        other_gpus=other_gpus(runs, current))
 
 
 def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:

@@ -14,6 +14,17 @@ FLAG_POWER_INTEGRATED = "power-integrated"  # no energy counter: instant power i
 FLAG_HOST_BOUND = "host-bound"  # the GPU ran kernels for little of the window: it waited on the host
 
 
+def meter_label(meter: str, estimated: bool, *, loud: bool = False, say_measured: bool = True) -> str:
+    """'nvml (measured)', 'cpu-time (estimated)': which meter made a number, and whether it measured it.
+
+    `loud` writes an estimate in capitals (headers, plot titles); `say_measured=False` leaves a measured
+    number's meter as its bare name (table cells, where only an estimate needs saying).
+    """
+    if estimated:
+        return f"{meter} ({'ESTIMATED' if loud else 'estimated'})"
+    return f"{meter} (measured)" if say_measured else meter
+
+
 @dataclass(frozen=True)
 class DeviceEnergy:
     """Energy one device used in a window."""
@@ -102,10 +113,6 @@ class Measurement:
     @property
     def joules_per_request(self) -> float:
         return self.joules / self.requests if self.requests else float("nan")
-
-    @property
-    def meter_label(self) -> str:
-        return f"{self.meter} (estimated)" if self.estimated else f"{self.meter} (measured)"
 
     def to_dict(self) -> dict:
         data = asdict(self)

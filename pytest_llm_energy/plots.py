@@ -12,17 +12,21 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EnergyUsageError
 from .history import History
+from .measurement import meter_label
+from .result import TestResult
 from .results import read_report
+from .run_report import RunReport
+from .stats import Verdict
 
 INSTALL_HINT = "pip install 'pytest-llm-energy[plots]'"
 BARS_PER_FIGURE = 40  # more tests go to further files: a taller image stops being readable
-VERDICT_COLOURS = {"regressed": "#d62728", "improved": "#2ca02c", "inconclusive": "#ff7f0e"}
+VERDICT_COLOURS = {Verdict.REGRESSED: "#d62728", Verdict.IMPROVED: "#2ca02c", Verdict.INCONCLUSIVE: "#ff7f0e"}
 CURRENT_COLOUR = "#1f77b4"
 BASELINE_COLOUR = "#b0b0b0"
 COLOURS_PER_CYCLE = 10  # matplotlib's default colour cycle
@@ -54,22 +58,22 @@ class Heatmap:
     values: tuple[tuple[float | None, ...], ...]  # values[row][column]; None where nothing was measured
 
 
-def heatmaps(document: Mapping) -> list[Heatmap]:
+def heatmaps(report: RunReport) -> list[Heatmap]:
     """One heatmap per (configuration, batch size, decoding) among the run's `energy.run` results."""
-    measured = read_report(Path("this run"), data=document).bins  # tests without a workload are left out
+    # The bins are read as `llm-energy estimate` reads a report file; tests without a workload are left out.
+    measured = read_report(Path("this run"), data=report.to_dict()).bins
     groups: dict[tuple[str, int, str], dict[tuple[int, int], float]] = {}
     for item in measured:
         cells = groups.setdefault((item.configuration, item.batch_size, item.decoding), {})
         cells[item.bin.input_tokens, item.bin.output_tokens] = item.joules_per_output_token
-    kind = "ESTIMATED" if document.get("estimated") else "measured"
     found = []
     for (configuration, batch_size, decoding), cells in sorted(groups.items()):
         inputs = tuple(sorted({i for i, _ in cells}))
         outputs = tuple(sorted({o for _, o in cells}))
         found.append(
             Heatmap(
-                title=f"{configuration}\nbatch {batch_size}, {decoding}; {document.get('gpu')}, "
-                f"{document.get('meter')} ({kind})",
+                title=f"{configuration}\nbatch {batch_size}, {decoding}; {report.gpu}, "
+                f"{meter_label(report.meter, report.estimated, loud=True)}",
                 file_name=f"bins-{_slug(configuration)}-b{batch_size}-{_slug(decoding)}.png",
                 input_bins=inputs,
                 output_bins=outputs,
@@ -88,28 +92,27 @@ class ComparisonBar:
     baseline: float | None
     low: float | None  # baseline x ci_low of the ratio
     high: float | None
-    verdict: str
+    verdict: Verdict
 
 
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
 
 
-def comparison_bars(records: Sequence[Mapping]) -> list[ComparisonBar]:
+def comparison_bars(results: Sequence[TestResult]) -> list[ComparisonBar]:
     """Tests with a current value, the largest regression first (as in the diff tables)."""
     bars = []
-    for record in records:
-        current = _number(record.get("joules_per_token"))
+    for result in results:
+        current = _number(result.joules_per_token)
         if current is None:
             continue
-        baseline = _number(record.get("baseline_joules_per_token"))
-        low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
+        baseline = _number(result.baseline_joules_per_token)
+        decision = result.decision
+        low, high = _number(decision.ci_low), _number(decision.ci_high)
         # a card-adjusted interval is of J/token per unit of the card reference: back in this card's J/token
-        scale = baseline * (_number(record.get("card_adjustment")) or 1.0) if baseline else None
+        scale = baseline * (_number(decision.card_adjustment) or 1.0) if baseline else None
         interval = (scale * low, scale * high) if scale and low and high else (None, None)
-        bars.append(
-            ComparisonBar(str(record.get("nodeid")), current, baseline, *interval, str(record.get("verdict")))
-        )
+        bars.append(ComparisonBar(str(result.nodeid), current, baseline, *interval, result.verdict))
     delta = {bar.nodeid: (bar.current / bar.baseline - 1) if bar.baseline else -math.inf for bar in bars}
     return sorted(bars, key=lambda bar: (-delta[bar.nodeid], bar.nodeid))
 
@@ -201,19 +204,18 @@ def draw_bars(bars: Sequence[ComparisonBar], path: Path, title: str) -> Path:
     return path
 
 
-def write_plots(document: Mapping, folder: Path) -> list[Path]:
-    """Every plot of a report document, written into `folder`; returns the files written."""
+def write_plots(report: RunReport, folder: Path) -> list[Path]:
+    """Every plot of a report, written into `folder`; returns the files written."""
     require_matplotlib()
     folder.mkdir(parents=True, exist_ok=True)
-    written = [draw_heatmap(heatmap, folder / heatmap.file_name) for heatmap in heatmaps(document)]
-    bars = comparison_bars(document.get("results") or [])
-    kind = "ESTIMATED" if document.get("estimated") else "measured"
+    written = [draw_heatmap(heatmap, folder / heatmap.file_name) for heatmap in heatmaps(report)]
+    bars = comparison_bars(report.results)
     pages = [bars[start : start + BARS_PER_FIGURE] for start in range(0, len(bars), BARS_PER_FIGURE)]
     for number, page in enumerate(pages, start=1):
         name = "baseline-vs-current.png" if len(pages) == 1 else f"baseline-vs-current-{number}.png"
         title = (
-            f"J per output token against the baseline on {document.get('gpu')}, "
-            f"{document.get('meter')} ({kind})"
+            f"J per output token against the baseline on {report.gpu}, "
+            f"{meter_label(report.meter, report.estimated, loud=True)}"
             + (f", page {number} of {len(pages)}" if len(pages) > 1 else "")
         )
         written.append(draw_bars(page, folder / name, title))

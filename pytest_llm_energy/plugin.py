@@ -9,6 +9,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,16 @@ from .report import (
     write_run_reports,
     written_counts,
 )
+from .result import Arm, TestResult
+from .run_report import RunReport, results_by_test
 from .session import EnergySession
+from .stats import Verdict
 
 SESSION_KEY = pytest.StashKey[EnergySession]()
 MARKER_KEY = pytest.StashKey[dict]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 FIXTURE_KEY = pytest.StashKey[EnergyFixture]()
-RECORD_KEY = pytest.StashKey[dict]()
+RESULT_KEY = pytest.StashKey[TestResult]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llm-energy", "energy of LLM inference (pytest-llm-energy)")
@@ -382,36 +386,36 @@ def pytest_runtest_call(item: pytest.Item):
     if fixture is None or session is None:
         return result
     try:
-        record = session.judge(fixture.nodeid, fixture.settings, fixture)
+        energy = session.judge(fixture.nodeid, fixture.settings, fixture)
     except EnergyError as error:
         failure = str(error)  # failed outside the except block, so pytest does not print it twice, chained
     else:
         failure = None
     if failure is not None:
         pytest.fail(failure, pytrace=False)
-    if record is None:
+    if energy is None:
         return result
     worker = xdist_support.worker_id(item.config)
     if worker is not None:  # which worker measured it; measurement.devices says which GPU
-        record = {**record, "worker": worker}
-    if session.ab_arm:  # A/B: the controller pairs the arms' records and judges them
-        record = {**record, "arm": session.ab_arm, "stack": session.fingerprint(), "memory_gib": ab.held_memory_gib(),
-                  "strict": fixture.settings.strict}
-    item.stash[RECORD_KEY] = record
-    _attach_properties(item, record)
+        energy = replace(energy, worker=worker)
+    if session.ab_arm:  # A/B: the controller pairs the arms' results and judges them
+        energy = replace(energy, arm=Arm(session.ab_arm, session.fingerprint(), ab.held_memory_gib(),
+                                         fixture.settings.strict))
+    item.stash[RESULT_KEY] = energy
+    _attach_properties(item, energy)
     if session.ab_arm:
         return result  # one arm's half: the controller judges the pair (ab.AbHooks)
     if session.update:
         return result  # recording: verdicts are shown, nothing fails on energy
-    if record["refused"]:
-        pytest.fail(record["refused"], pytrace=False)
-    verdict = record["verdict"]
-    if verdict == "regressed":
-        pytest.fail(failure_message(record, accept=_accept_command(item.config, session, fixture.nodeid)),
+    if energy.refused:
+        pytest.fail(energy.refused, pytrace=False)
+    verdict = energy.verdict
+    if verdict == Verdict.REGRESSED:
+        pytest.fail(failure_message(energy, accept=_accept_command(item.config, session, fixture.nodeid)),
                     pytrace=False)
-    if fixture.settings.strict and verdict in ("new", "inconclusive"):
-        reason = f"energy verdict {verdict!r} fails under --energy-strict"
-        pytest.fail(failure_message(record, strict_reason=reason,
+    if fixture.settings.strict and verdict in (Verdict.NEW, Verdict.INCONCLUSIVE):
+        reason = f"energy verdict {str(verdict)!r} fails under --energy-strict"
+        pytest.fail(failure_message(energy, strict_reason=reason,
                                     accept=_accept_command(item.config, session, fixture.nodeid)), pytrace=False)
     return result
 
@@ -429,14 +433,15 @@ def _wants_traceback(config: pytest.Config) -> bool:
     return config.getoption("fulltrace", False) or config.getoption("tbstyle", "auto") in ("long", "native")
 
 
-def _attach_properties(item: pytest.Item, record: dict) -> None:
+def _attach_properties(item: pytest.Item, energy: TestResult) -> None:
     """JUnit XML properties (they travel with xdist reports), and pytest-benchmark's extra_info."""
-    item.user_properties.extend(junit_properties(record))
+    item.user_properties.extend(junit_properties(energy))
     benchmark = getattr(item, "funcargs", {}).get("benchmark")
     if benchmark is not None and hasattr(benchmark, "extra_info"):
         benchmark.extra_info["energy"] = {
-            key: record.get(key) for key in ("joules_per_token", "baseline_joules_per_token", "delta", "verdict",
-                                              "samples", "meter", "estimated")
+            "joules_per_token": energy.joules_per_token, "baseline_joules_per_token": energy.baseline_joules_per_token,
+            "delta": energy.decision.delta, "verdict": str(energy.verdict), "samples": list(energy.samples),
+            "meter": energy.meter, "estimated": energy.estimated,
         }
 
 
@@ -444,10 +449,10 @@ def _attach_properties(item: pytest.Item, record: dict) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.when == "call":
-        record = item.stash.get(RECORD_KEY, None)
-        if record is not None:
+        energy = item.stash.get(RESULT_KEY, None)
+        if energy is not None:
             # Serialised with the report, so xdist carries it: plain values only.
-            report.energy_record = clean_for_json(record, round_floats=False)
+            report.energy_record = clean_for_json(energy.to_dict(), round_floats=False)
     return report
 
 
@@ -501,13 +506,14 @@ class ControllerHooks:
 
     def _collect(self, report: pytest.TestReport) -> None:
         record = getattr(report, "energy_record", None)
-        if record is not None and "arm" in record:  # one arm's half: ab.AbHooks pairs it
-            record = None
-        if record is not None:
-            self._test_ids[report.nodeid] = record["nodeid"]
+        energy = TestResult.from_dict(record) if record is not None else None
+        if energy is not None and energy.is_arm_half:  # one arm's half: ab.AbHooks pairs it
+            energy = None
+        if energy is not None:
+            self._test_ids[report.nodeid] = energy.nodeid
         nodeid = self._test_ids.get(report.nodeid, report.nodeid)
         if report.when == "call":
-            self.session.collect(nodeid, record, "passed" if report.passed else report.outcome)
+            self.session.collect(nodeid, energy, "passed" if report.passed else report.outcome)
         elif report.failed:  # an error in setup or teardown: the test's result is not recorded
             self.session.collect(nodeid, None, "error")
 
@@ -613,15 +619,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.is_controller:
         return
-    records = [session.records[nodeid] for nodeid in sorted(session.records)]
+    records = results_by_test(session.records)
     if not records and not session.write_error and not session.written and not session.unused_entries():
         return
     tr = terminalreporter
     tr.section("energy")
-    document = {"gpu": session.gpu_key, "meter": session.meter.name, "estimated": session.meter.estimated,
-                "baselines": str(session.store.folder), "mode": session.mode,
-                "arms": session.ab_arms}
-    tr.write_line(header_line(document))
+    tr.write_line(header_line(RunReport(gpu=session.gpu_key, meter=session.meter.name, estimated=session.meter.estimated,
+                                        baselines_folder=str(session.store.folder), mode=session.mode,
+                                        arms=session.ab_arms)))
     if session.meter.estimated:
         tr.write_line("ESTIMATED: no energy counter here; " + session.meter.describe(), yellow=True)
     for reference in session.run_references():
@@ -633,8 +638,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"{tests_text(len(records))}: {verdict_counts(records)}")
     if session.written:
         for written in session.written:
-            counts = written_counts({"added": written.added, "updated": written.updated,
-                                     "restarted": written.restarted, "removed": written.removed})
+            counts = written_counts(written)
             tr.write_line(f"baselines written: {written.path} ({counts})", green=True)
         if session.interrupted:
             tr.write_line("interrupted while baselines were written: held until every file was complete",
@@ -649,7 +653,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             tr.write_line(held)
         for line in ab.unpaired_lines(records):
             tr.write_line(line, red=True)
-    elif not session.update and any(r["verdict"] in ("new", "improved") for r in records):
+    elif not session.update and any(r.verdict in (Verdict.NEW, Verdict.IMPROVED) for r in records):
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
     _unused_lines(tr, session)
     hooks = config.pluginmanager.get_plugin("llm-energy-controller")

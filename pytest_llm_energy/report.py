@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
+from .baseline import WriteSummary
 from .errors import EnergyError
 from .files import atomic_write, display_path, dumps
 from .host import SLOW as SLOW_HOST_READING
+from .measurement import meter_label
+from .result import PAIRED, TestResult
+from .run_report import RunReport, results_by_test
+from .stats import Noise, Verdict
 
 if TYPE_CHECKING:
     from .session import EnergySession
-
-REPORT_SCHEMA = "pytest-llm-energy/report"
-REPORT_SCHEMA_VERSION = 2  # 2: "references", one per card (1: "reference", one)
-AB_PAIR = "B against A"  # the arm of an A/B pair's record (ab.py): arm B judged against arm A
 
 COLUMNS = ("test", "J/token", "baseline", "delta", "CI", "verdict", "GPU busy, power", "notes")
 
@@ -36,21 +37,22 @@ def percent(value) -> str:
     return f"{value:+.1%}" if _finite(value) else "-"
 
 
-def interval(record: dict) -> str:
-    low, high = record.get("ci_low"), record.get("ci_high")
+def interval(low, high) -> str:
+    """The interval of a ratio as changes: '-1.2%..+3.4%'."""
     if not (_finite(low) and _finite(high)):
         return "-"
     return f"{low - 1:+.1%}..{high - 1:+.1%}"
 
 
-def gpu_load(record: dict) -> str:
+def gpu_load(result: TestResult) -> str:
     """How GPU-bound the windows were: the share of time kernels ran, and average against capped power."""
-    summary = record.get("measurement") or {}
-    busy, watts, limit = summary.get("busy_share"), summary.get("average_watts"), summary.get("power_limit_watts")
+    windows = result.windows
+    busy, watts, limit = ((windows.busy_share, windows.average_watts, windows.power_limit_watts) if windows
+                          else (None, None, None))
     parts = [f"{busy:.0%}" if _finite(busy) else "-"]
     if _finite(watts) and _finite(limit):
         parts.append(f"{watts:.0f}/{limit:.0f} W")
-    elif _finite(watts) and not record.get("estimated"):
+    elif _finite(watts) and not result.estimated:
         parts.append(f"{watts:.0f} W")
     return ", ".join(parts) if parts != ["-"] else "-"
 
@@ -66,32 +68,33 @@ def card_adjusted_note(adjustment: float) -> str:
             "on the baseline runs'; delta and CI are of that, not of the J/token columns")
 
 
-def notes(record: dict) -> str:
+def notes(result: TestResult) -> str:
+    judgement = result.judgement
     parts = []
-    if record.get("refused"):
-        parts.append("not compared: " + record.get("refused_note", "hardware changed"))
-    if record.get("too_noisy"):
-        parts.append(noise_note(record.get("detectable")))
-    if record.get("verdict") not in ("unchanged", "new"):
-        parts.extend(f"{c['component']} {c['baseline']}->{c['current']}" for c in record.get("stack_changes", []))
-    parts.extend(record.get("flags", []))
-    if record.get("estimated"):
+    if judgement.refused:
+        parts.append("not compared: " + (judgement.refused_note or "hardware changed"))
+    if judgement.too_noisy:
+        parts.append(noise_note(judgement.detectable))
+    if judgement.verdict not in (Verdict.UNCHANGED, Verdict.NEW):
+        parts.extend(f"{c.component} {c.baseline}->{c.current}" for c in judgement.stack_changes)
+    parts.extend(result.flags)
+    if result.estimated:
         parts.append("estimated")
-    if record.get("outcome") not in (None, "passed") and record.get("verdict") != "regressed":
-        parts.append(str(record["outcome"]))
+    if result.outcome not in (None, "passed") and judgement.verdict != Verdict.REGRESSED:
+        parts.append(str(result.outcome))
     return "; ".join(parts)
 
 
-def rows(records: Iterable[dict]) -> list[list[str]]:
+def rows(results: Iterable[TestResult]) -> list[list[str]]:
     return [
-        [r["nodeid"], joules(r.get("joules_per_token")), joules(r.get("baseline_joules_per_token")),
-         percent(r.get("delta")), interval(r), r.get("verdict", "-"), gpu_load(r), notes(r)]
-        for r in records
+        [r.nodeid, joules(r.joules_per_token), joules(r.baseline_joules_per_token), percent(r.decision.delta),
+         interval(r.decision.ci_low, r.decision.ci_high), str(r.verdict), gpu_load(r), notes(r)]
+        for r in results
     ]
 
 
-def terminal_table(records: Sequence[dict], tablefmt: str = "simple") -> str:
-    return tabulate(rows(records), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
+def terminal_table(results: Sequence[TestResult], tablefmt: str = "simple") -> str:
+    return tabulate(rows(results), headers=COLUMNS, tablefmt=tablefmt, disable_numparse=True)
 
 
 def describe_arm_a(arms: dict) -> str:
@@ -106,13 +109,12 @@ def ab_against(arms: dict) -> str:
     return f"A/B turn about, arm B (this interpreter) against arm A ({describe_arm_a(arms)})"
 
 
-def header_line(document: dict) -> str:
-    meter = document["meter"] + (" (ESTIMATED)" if document["estimated"] else " (measured)")
-    if document.get("mode") == "ab":
-        return (f"J per output token on {document['gpu']}, meter {meter}, {ab_against(document['arms'])}; "
-                "'baseline' is arm A")
-    folder = document.get("baselines_folder") or document["baselines"]
-    return f"J per output token on {document['gpu']}, meter {meter}, baselines {display_path(folder)}"
+def header_line(report: RunReport) -> str:
+    meter = meter_label(report.meter, report.estimated, loud=True)
+    if report.mode == "ab":
+        return f"J per output token on {report.gpu}, meter {meter}, {ab_against(report.arms)}; 'baseline' is arm A"
+    folder = report.baselines_folder or report.baselines
+    return f"J per output token on {report.gpu}, meter {meter}, baselines {display_path(folder)}"
 
 
 def host_line(host: Mapping) -> str:
@@ -142,10 +144,10 @@ def tests_text(count: int) -> str:
     return f"{count} test{'' if count == 1 else 's'}"
 
 
-def verdict_counts(records: Iterable[dict]) -> str:
+def verdict_counts(results: Iterable[TestResult]) -> str:
     counts: dict[str, int] = {}
-    for record in records:
-        counts[record.get("verdict", "?")] = counts.get(record.get("verdict", "?"), 0) + 1
+    for result in results:
+        counts[str(result.verdict)] = counts.get(str(result.verdict), 0) + 1
     return count_text(dict(sorted(counts.items()))) if counts else ""
 
 
@@ -153,73 +155,77 @@ def runs_text(runs) -> str:
     return f"{runs} recorded run{'s' if runs != 1 else ''}" if isinstance(runs, int) and runs else "no runs"
 
 
-def noise_text(noise: Mapping | None) -> str:
+def noise_text(noise: Noise | None) -> str:
     """'trials 1.2%, runs 3.0% (prior), cards 5.0%': the spread the verdict used at each level."""
     if not noise:
         return "-"
-    if noise["run_source"] == "none":  # A/B turn about: both arms share every drift of the run
-        return f"trials {noise['trial']:.1%}, runs: none (one run, turn about)"
-    text = f"trials {noise['trial']:.1%}, runs {noise['run']:.1%} ({noise['run_source']})"
-    return text + (f", cards {noise['card']:.1%}" if noise.get("card") else "")
+    if noise.run_source == "none":  # A/B turn about: both arms share every drift of the run
+        return f"trials {noise.trial:.1%}, runs: none (one run, turn about)"
+    text = f"trials {noise.trial:.1%}, runs {noise.run:.1%} ({noise.run_source})"
+    return text + (f", cards {noise.card:.1%}" if noise.card else "")
 
 
-def written_counts(written: Mapping) -> str:
+def written_counts(written: WriteSummary) -> str:
     """'+2 new, 3 updated (1 history restarted)': what an update did to one baseline file."""
-    text = f"+{len(written['added'])} new, {len(written['updated'])} updated"
-    restarted = len(written.get("restarted") or ())
-    removed = len(written.get("removed") or ())
+    text = f"+{len(written.added)} new, {len(written.updated)} updated"
+    restarted = len(written.restarted)
+    removed = len(written.removed)
     return (text + (f" ({restarted} history restarted: stack, workload or energy changed)" if restarted else "")
             + (f", {removed} removed" if removed else ""))
 
 
-def junit_properties(record: Mapping) -> list[tuple[str, object]]:
-    """A record as JUnit XML properties; an A/B arm's half has no verdict of its own (the pair has)."""
-    keys = ("joules_per_token", "baseline_joules_per_token", "delta", "card_adjustment", "verdict", "ci_low",
-            "ci_high", "detectable", "meter", "arm")
-    if record.get("arm") in ("A", "B"):
-        keys = ("joules_per_token", "meter", "arm")
-    return [(f"energy_{key}", record[key]) for key in keys if record.get(key) is not None]
+def junit_properties(result: TestResult) -> list[tuple[str, object]]:
+    """A result as JUnit XML properties; an A/B arm's half has no verdict of its own (the pair has)."""
+    decision, arm = result.decision, result.arm.name if result.arm else None
+    if result.is_arm_half:
+        properties = {"joules_per_token": result.joules_per_token, "meter": result.meter, "arm": arm}
+    else:
+        properties = {
+            "joules_per_token": result.joules_per_token, "baseline_joules_per_token": result.baseline_joules_per_token,
+            "delta": decision.delta, "card_adjustment": decision.card_adjustment, "verdict": str(result.verdict),
+            "ci_low": decision.ci_low, "ci_high": decision.ci_high, "detectable": result.judgement.detectable,
+            "meter": result.meter, "arm": arm,
+        }
+    return [(f"energy_{key}", value) for key, value in properties.items() if value is not None]
 
 
-def failure_message(record: dict, *, strict_reason: str | None = None, accept: str | None = None) -> str:
+def failure_message(result: TestResult, *, strict_reason: str | None = None, accept: str | None = None) -> str:
     """What a failing test prints: the numbers that failed it, in a small table, then how to accept them."""
-    ab = record.get("arm") == AB_PAIR
-    adjustment = record.get("card_adjustment")
+    ab = result.arm is not None and result.arm.name == PAIRED
+    decision, judgement = result.decision, result.judgement
+    adjustment = decision.card_adjustment
     title = strict_reason or (
         f"energy regressed: J per output token{' per unit of the card reference' if adjustment else ''} "
-        f"{percent(record.get('delta'))} against {'arm A' if ab else 'the baseline'} "
-        f"(tolerance {record['tolerance']:.0%})"
+        f"{percent(decision.delta)} against {'arm A' if ab else 'the baseline'} "
+        f"(tolerance {decision.tolerance:.0%})"
     )
-    decision = record.get("decision") or {}
     table = [
-        [f"{'arm B' if ab else 'current'} J/token (median)", joules(record.get("joules_per_token"))],
-        ["arm A J/token (median, turn about)" if ab else f"baseline J/token ({runs_text(record.get('runs'))})",
-         joules(record.get("baseline_joules_per_token"))],
-        ["delta (B over A, pair by pair)" if (decision.get("extras") or {}).get("pairs") else "delta",
-         percent(record.get("delta"))],
+        [f"{'arm B' if ab else 'current'} J/token (median)", joules(result.joules_per_token)],
+        ["arm A J/token (median, turn about)" if ab else f"baseline J/token ({runs_text(decision.runs)})",
+         joules(result.baseline_joules_per_token)],
+        ["delta (B over A, pair by pair)" if decision.extras.get("pairs") else "delta", percent(decision.delta)],
         *([["card adjustment (this card's reference figure on the baseline runs')", percent(adjustment - 1)]]
           if adjustment else []),
-        [f"{record['confidence']:.0%} CI of the ratio", interval(record)],
-        ["p-value", f"{record['p_value']:.2g}" if _finite(record.get("p_value")) else "-"],
-        ["tolerance", f"{record['tolerance']:.0%}"],
-        ["noise (spread of each level)", noise_text(record.get("noise"))],
-        ["rise caught 80% of the time", f"{record['detectable']:.1%}" if _finite(record.get("detectable"))
-         else "none"],
-        [f"trials ({'B / A' if ab else 'current / baseline'})", f"{len(record.get('samples', []))} / {decision.get('n_baseline', '-')}"],
-        ["meter", record["meter"] + (" (estimated)" if record.get("estimated") else "")],
+        [f"{decision.confidence:.0%} CI of the ratio", interval(decision.ci_low, decision.ci_high)],
+        ["p-value", f"{decision.p_value:.2g}" if _finite(decision.p_value) else "-"],
+        ["tolerance", f"{decision.tolerance:.0%}"],
+        ["noise (spread of each level)", noise_text(decision.noise)],
+        ["rise caught 80% of the time", f"{judgement.detectable:.1%}" if _finite(judgement.detectable) else "none"],
+        [f"trials ({'B / A' if ab else 'current / baseline'})",
+         f"{len(result.samples)} / {decision.n_baseline if decision.n_baseline is not None else '-'}"],
+        ["meter", meter_label(result.meter, result.estimated, say_measured=False)],
     ]
-    changes = record.get("stack_changes") or []
-    if changes:
-        table.append(["stack changes", "; ".join(f"{c['component']} {c['baseline']} -> {c['current']}"
-                                                  for c in changes)])
-    text = f"{title}\n{record.get('reason', '')}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
+    if judgement.stack_changes:
+        table.append(["stack changes", "; ".join(f"{c.component} {c.baseline} -> {c.current}"
+                                                  for c in judgement.stack_changes)])
+    text = f"{title}\n{decision.reason or ''}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
     return text + (f"\nif this change is intended, record it as the new baseline:\n  {accept}" if accept else "")
 
 
 # Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the
 # regressions stay in the open), so a comment or summary with hundreds of tests stays readable.
 DETAILS_AFTER_ROWS = 15
-ATTENTION = ("regressed", "inconclusive")  # verdicts a reviewer must see without unfolding anything
+ATTENTION = (Verdict.REGRESSED, Verdict.INCONCLUSIVE)  # verdicts a reviewer must see without unfolding anything
 
 
 def markdown_cell(text) -> str:
@@ -245,76 +251,52 @@ def markdown_results(headers: Sequence[str], table_rows: Sequence[Sequence], *, 
                     markdown_table(headers, table_rows), "", "</details>", ""]
 
 
-def markdown(document: dict) -> str:
+def markdown(report: RunReport) -> str:
     """The session report for a pull request or GITHUB_STEP_SUMMARY: header, counts, table, what was written."""
-    records = document["results"]
-    lines = ["## Energy report", "", header_line(document) + "."]
-    if document.get("meter_description"):
-        lines += ["", f"Meter: {markdown_cell(document['meter_description'])}."]
-    for reference in document.get("references") or ():
+    results = report.results
+    lines = ["## Energy report", "", header_line(report) + "."]
+    if report.meter_description:
+        lines += ["", f"Meter: {markdown_cell(report.meter_description)}."]
+    for reference in report.references:
         lines += ["", reference_line(reference) + "."]
-    if document.get("host"):
-        lines += ["", host_line(document["host"]) + "."]
-    if document["estimated"]:
+    if report.host:
+        lines += ["", host_line(report.host) + "."]
+    if report.estimated:
         lines += ["", "> **ESTIMATED**: no energy counter was read; these numbers are an estimate for trying "
                       "the plugin out, not a measurement to guard energy with."]
-    workers = document.get("workers") or {}
-    if workers:
+    if report.workers:
         lines += ["", "xdist workers, one GPU each: "
-                  + ", ".join(f"{worker} `{uuid}`" for worker, uuid in sorted(workers.items())) + "."]
-    lines += ["", f"{tests_text(len(records))}: {verdict_counts(records) or 'none measured'}.", ""]
-    if records:
-        lines += markdown_results(COLUMNS, rows(records), what="results",
-                                  attention=[r.get("verdict") in ATTENTION for r in records])
-    for written in document.get("written") or []:
-        lines.append(f"Baselines written: `{display_path(written['path'])}` ({written_counts(written)}).  ")
-    if document.get("git_commit"):
-        lines.append(f"Commit `{document['git_commit']}`.")
+                  + ", ".join(f"{worker} `{uuid}`" for worker, uuid in sorted(report.workers.items())) + "."]
+    lines += ["", f"{tests_text(len(results))}: {verdict_counts(results) or 'none measured'}.", ""]
+    if results:
+        lines += markdown_results(COLUMNS, rows(results), what="results",
+                                  attention=[r.verdict in ATTENTION for r in results])
+    for written in report.written:
+        lines.append(f"Baselines written: `{display_path(written.path)}` ({written_counts(written)}).  ")
+    if report.git_commit:
+        lines.append(f"Commit `{report.git_commit}`.")
     return "\n".join(lines).rstrip() + "\n"
-
-
-
 
 
 # --- the files of a run ----------------------------------------------------------------------------------
 
 
-def run_document(session: EnergySession, workers: Mapping[str, str] | None = None) -> dict:
-    """The JSON report of a run: what was in force, the stack, and one record per test."""
+def run_document(session: EnergySession, workers: Mapping[str, str] | None = None) -> RunReport:
+    """The report of a run: what was in force, the stack, and one result per test."""
     meter = session.meter
-    document = {
-        "schema": REPORT_SCHEMA,
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "gpu": session.gpu_key,
-        "meter": meter.name,
-        "estimated": meter.estimated,
-        "meter_description": meter.describe(),
-        "baselines": str(session.baselines_root),
-        "baselines_folder": str(session.store.folder),
-        "updated_baselines": session.update,
-        "fingerprint": session.fingerprint(),
-        "git_commit": session.git_commit(),
-        "started_at": session.started_at.isoformat(timespec="seconds"),
-        "duration_s": session.duration_s(),
-        "python": session.python_version,
-        "results": [session.records[nodeid] for nodeid in sorted(session.records)],
-        "references": session.run_references(),
-        "host": session.host,
-        "unused_baseline_entries": session.unused_entries(),
-        "mode": session.mode,
-        "arms": session.ab_arms,
-        "written": [
-            {"path": str(w.path), "added": list(w.added), "updated": list(w.updated), "restarted": list(w.restarted),
-             "removed": list(w.removed)}
-            for w in session.written
-        ],
-    }
-    if workers:
-        document["workers"] = dict(workers)  # xdist worker id -> the UUID of the GPU it measured
-    return document
+    return RunReport(
+        gpu=session.gpu_key, meter=meter.name, estimated=meter.estimated, results=results_by_test(session.records),
+        meter_description=meter.describe(), baselines=str(session.baselines_root),
+        baselines_folder=str(session.store.folder), updated_baselines=session.update,
+        fingerprint=session.fingerprint(), git_commit=session.git_commit(),
+        started_at=session.started_at.isoformat(timespec="seconds"), duration_s=session.duration_s(),
+        python=session.python_version, references=tuple(session.run_references()), host=session.host,
+        unused_baseline_entries=tuple(session.unused_entries()), mode=session.mode, arms=session.ab_arms,
+        written=tuple(session.written), workers=dict(workers or {}),
+    )
 
 
-def write_run_reports(document: dict, *, json_path: str | None, md_path: str | None,
+def write_run_reports(report: RunReport, *, json_path: str | None, md_path: str | None,
                       plots_folder: str | None) -> tuple[list[Path], str | None]:
     """The files of the run, once: JSON, Markdown, the GitHub job summary, plots.
 
@@ -323,17 +305,17 @@ def write_run_reports(document: dict, *, json_path: str | None, md_path: str | N
     plots: list[Path] = []
     try:
         if json_path:
-            atomic_write(Path(json_path), dumps(document))
+            atomic_write(Path(json_path), dumps(report.to_dict()))
         if md_path:
-            atomic_write(Path(md_path), markdown(document))
+            atomic_write(Path(md_path), markdown(report))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary and document["results"]:  # GitHub shows this file on the job's page
+        if summary and report.results:  # GitHub shows this file on the job's page
             with open(summary, "a", encoding="utf-8") as handle:
-                handle.write(markdown(document) + "\n")
-        if plots_folder and document["results"]:
+                handle.write(markdown(report) + "\n")
+        if plots_folder and report.results:
             from .plots import write_plots
 
-            plots = write_plots(document, Path(plots_folder))
+            plots = write_plots(report, Path(plots_folder))
     except OSError as error:
         return plots, f"could not write a report: {error}"
     except EnergyError as error:

@@ -17,7 +17,8 @@ from .backends.base import BackendOptions
 from .binning import Bin
 from .errors import EnergyError, EnergyUsageError
 from .files import positive_number, read_json
-from .report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
+from .measurement import meter_label
+from .run_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, RunReport
 from .workload import Workload
 
 # An option equal to its default (as BackendOptions writes it) is left out of a configuration label, so labels
@@ -181,7 +182,7 @@ def _measured(
         nodeid=nodeid,
         source=source,
         model=(model.get("name") if isinstance(model, Mapping) else None) or None,
-        meter=_meter_label(entry.get("meter"), entry.get("estimated")) or default_meter,
+        meter=_meter_label(entry) or default_meter,
         samples=tuple(float(s) for s in samples if positive_number(s)) if isinstance(samples, list) else (),
     )
 
@@ -196,10 +197,9 @@ def _collect(
     return ResultSet((source,), tuple(bins), tuple(skipped))
 
 
-def _meter_label(meter, estimated) -> str | None:
-    if not meter:
-        return None
-    return f"{meter} ({'estimated' if estimated else 'measured'})"
+def _meter_label(data: Mapping) -> str | None:
+    """The meter an entry or report names, labelled; None where it names none."""
+    return meter_label(data["meter"], bool(data.get("estimated"))) if data.get("meter") else None
 
 
 def _read_json(path: Path):
@@ -231,11 +231,11 @@ def read_report(path: Path, data: Mapping | None = None) -> ResultSet:
         if not isinstance(result, Mapping):
             raise EnergyUsageError(f"{path}: result {number} is not an object")
         pairs.append((str(result.get("nodeid") or f"result {number}"), result, gpu))
-    return _collect(pairs, str(path), _meter_label(data.get("meter"), data.get("estimated")))
+    return _collect(pairs, str(path), _meter_label(data))
 
 
-def read_report_document(path: Path) -> dict:
-    """The whole document of a JSON report (`pytest --energy-json=PATH`), checked as `read_report` checks it."""
+def read_report_document(path: Path) -> RunReport:
+    """The whole of a JSON report (`pytest --energy-json=PATH`), checked as `read_report` checks it."""
     path = Path(path)
     fix = "give the file written by pytest --energy-json=PATH"
     if not path.is_file():
@@ -248,7 +248,7 @@ def read_report_document(path: Path) -> dict:
     if schema != REPORT_SCHEMA:
         raise EnergyUsageError(f'{path}: not a pytest-llm-energy report ("schema" is {schema!r}); {fix}')
     read_report(path, data=data)
-    return data
+    return RunReport.from_dict(data)
 
 
 def read_baselines(path: Path) -> ResultSet:

@@ -26,8 +26,9 @@ from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
 from .reference import card_scale, measure_reference
+from .result import TestResult
 from .runner import WorkloadRunner
-from .stats import IMPROVED, REGRESSED, Evidence, Run
+from .stats import Evidence, Run, Verdict
 from .trials import TrialPlan
 from .workload import Workload
 
@@ -53,7 +54,7 @@ class EnergySession:
         self.host: dict | None = None  # how fast this run's CPUs ran Python at its start (host.py)
         self._evidence: Evidence | None = None
         self.progress = lambda text: None  # the plugin installs a terminal writer
-        self.records: dict[str, dict] = {}  # nodeid -> record (controller: from every process)
+        self.records: dict[str, TestResult] = {}  # nodeid -> result (controller: from every process)
         self.outcomes: dict[str, str] = {}  # nodeid -> passed / failed / error / skipped
         self.written: list[WriteSummary] = []
         self.write_error: str | None = None
@@ -164,8 +165,8 @@ class EnergySession:
         )
         return replace(plan, settled=settled)
 
-    def judge(self, nodeid: str, settings: TestSettings, fixture) -> dict | None:
-        """Compare a test's run with its baseline; the record says the verdict and why."""
+    def judge(self, nodeid: str, settings: TestSettings, fixture) -> TestResult | None:
+        """Compare a test's run with its baseline; the result says the verdict and why."""
         if not fixture.samples:
             return None
         entry = self.baseline_entry(nodeid)
@@ -187,23 +188,20 @@ class EnergySession:
             fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
             allow_hardware_change=self.options["allow_hardware_change"],
         )
-        record = build_record(
+        return build_record(
             nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
             baseline_joules_per_token=entry.joules_per_token if entry else None, workload=workload,
             backend=fixture.backend_description, meter=self.meter.name, estimated=self.meter.estimated,
             notes=notes, flags=flags,
+            reference=self.reference,  # kept with the run it describes (an xdist worker measured its own GPU)
         )
-        if self.reference:  # kept with the run it describes (an xdist worker measured its own GPU)
-            record["run"]["reference"] = self.reference
-        return record
 
     # -- the controller's end of the run ---------------------------------------------------------------------
-    def collect(self, nodeid: str, record: dict | None, outcome: str) -> None:
-        if record is not None:
-            record = {**record, "outcome": outcome}
-            self.records[nodeid] = record
+    def collect(self, nodeid: str, result: TestResult | None, outcome: str) -> None:
+        if result is not None:
+            self.records[nodeid] = result
         if nodeid in self.records:
-            self.records[nodeid]["outcome"] = outcome
+            self.records[nodeid] = self.records[nodeid].with_outcome(outcome)
         self.outcomes[nodeid] = outcome
 
     def entries_to_write(self) -> dict[str, dict]:
@@ -212,9 +210,9 @@ class EnergySession:
         commit = self.git_commit()
         recorded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return {
-            nodeid: baseline_entry(record, fingerprint, commit, recorded_at)
-            for nodeid, record in sorted(self.records.items())
-            if record.get("outcome") == "passed"
+            nodeid: baseline_entry(result, fingerprint, commit, recorded_at)
+            for nodeid, result in sorted(self.records.items())
+            if result.outcome == "passed"
         }
 
     def unused_entries(self) -> list[str]:
@@ -236,7 +234,8 @@ class EnergySession:
             return
         # A run that showed the energy changed starts its test's history afresh: the old runs no longer
         # describe the workload (accepting a change, as a snapshot update does).
-        changed = frozenset(nodeid for nodeid in entries if self.records[nodeid]["verdict"] in (REGRESSED, IMPROVED))
+        changed = frozenset(nodeid for nodeid in entries
+                            if self.records[nodeid].verdict in (Verdict.REGRESSED, Verdict.IMPROVED))
         try:
             self.written = self.store.write(entries, keep=self.options["history"], fresh=changed, remove=remove)
         except EnergyError as error:
@@ -257,9 +256,8 @@ class EnergySession:
         """The reference kernels of this run, one per card: this process's own, then (the xdist controller)
         each worker's card as its records reached it; each names its card."""
         found = [self.reference] if self.reference else []
-        for record in self.records.values():
-            run = record.get("run")
-            reference = run.get("reference") if isinstance(run, dict) else None
+        for result in self.records.values():
+            reference = result.reference
             if reference and all(reference.get("gpu") != seen.get("gpu") for seen in found):
                 found.append(reference)
         return found

@@ -50,16 +50,27 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, astuple, dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, astuple, dataclass, field, fields, replace
+from enum import StrEnum
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "new")
-REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE, NEW = VERDICTS
+
+class Verdict(StrEnum):
+    """What a comparison concludes; the value is the word every report and file writes."""
+
+    REGRESSED = "regressed"
+    IMPROVED = "improved"
+    UNCHANGED = "unchanged"
+    INCONCLUSIVE = "inconclusive"
+    NEW = "new"
+
+
+VERDICTS = tuple(Verdict)  # the rule on arrays gives each verdict as its index here
 DEFAULT_CONFIDENCE = 0.99
 DEFAULT_RUN_NOISE = 0.05  # prior spread of a run's level on one card, until recorded runs say otherwise
 DEFAULT_CARD_NOISE = 0.05  # prior spread of a card's level within a GPU model
@@ -118,6 +129,12 @@ class Run:
     def to_dict(self) -> dict:
         return {"median": self.median, "trials": self.trials, "spread": self.spread,
                 "gpus": sorted(self.gpus), "recorded_at": self.recorded_at}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Run:
+        """A run as `to_dict` wrote it (checked where a baseline file is read: `baseline`)."""
+        return cls(data["median"], data["trials"], data["spread"], frozenset(data.get("gpus") or ()),
+                   data.get("recorded_at"))
 
 
 @dataclass(frozen=True)
@@ -288,12 +305,16 @@ class Noise:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Noise:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 @dataclass(frozen=True)
 class Decision:
     """The verdict on one run against its baseline, with the numbers behind it."""
 
-    verdict: str  # one of VERDICTS
+    verdict: Verdict
     ratio: float | None  # median now / the baseline (geometric mean of its runs' medians)
     delta: float | None  # ratio - 1
     ci_low: float | None  # interval of the ratio at `confidence`
@@ -318,8 +339,17 @@ class Decision:
     def to_dict(self) -> dict:
         """JSON-safe fields: +inf becomes the string "inf" (``float("inf")`` reads it back); nan, None."""
         data = {name: _json_number(value) for name, value in asdict(self).items() if name != "noise"}
+        data["verdict"] = str(self.verdict)
         data["noise"] = self.noise.to_dict() if self.noise else None
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Decision:
+        """A decision as `to_dict` wrote it; a field it lacks (a report of an older version) is None."""
+        values = {f.name: _from_json_number(data.get(f.name)) for f in fields(cls) if f.name not in ("verdict", "noise")}
+        noise = data.get("noise")
+        return cls(**{**values, "verdict": Verdict(data.get("verdict") or Verdict.NEW),
+                      "noise": Noise.from_dict(noise) if noise else None, "extras": dict(data.get("extras") or {})})
 
 
 # --- the rule, on arrays of replicates (one row per replicate; the plugin passes one) -----------------------
@@ -503,10 +533,10 @@ def _judge(d: np.ndarray, se: np.ndarray, df: np.ndarray, band: float, confidenc
                            np.where(d != 0, 0.0, 1.0))
     low, high = d - q * se, d + q * se
     significant = p_value < alpha
-    verdict = np.full(d.shape, VERDICTS.index(INCONCLUSIVE))
-    verdict[significant & (d > band)] = VERDICTS.index(REGRESSED)
-    verdict[significant & (d < -band)] = VERDICTS.index(IMPROVED)
-    verdict[(low >= -band) & (high <= band)] = VERDICTS.index(UNCHANGED)
+    verdict = np.full(d.shape, VERDICTS.index(Verdict.INCONCLUSIVE))
+    verdict[significant & (d > band)] = VERDICTS.index(Verdict.REGRESSED)
+    verdict[significant & (d < -band)] = VERDICTS.index(Verdict.IMPROVED)
+    verdict[(low >= -band) & (high <= band)] = VERDICTS.index(Verdict.UNCHANGED)
     return q, low, high, p_value, verdict
 
 
@@ -568,7 +598,7 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
                   float(found.run_df[0]), found.run_source, math.expm1(found.card), found.card_df)
     detectable, too_noisy = float(found.detectable[0]), bool(found.too_noisy[0])
     if not baseline:
-        return Decision(NEW, None, None, None, None, None, False, detectable, too_noisy, tolerance, confidence,
+        return Decision(Verdict.NEW, None, None, None, None, None, False, detectable, too_noisy, tolerance, confidence,
                         0, current.trials, 0, float(found.df[0]), noise,
                         _new_reason(current, detectable, noise))
     d, low, high, p = float(found.d[0]), float(found.low[0]), float(found.high[0]), float(found.p_value[0])
@@ -615,14 +645,6 @@ def compare_paired(reference: Sequence[float], current: Sequence[float], toleran
                     extras={"pairs": n})
 
 
-def decide(baseline: Sequence[float] | None, current: Sequence[float], tolerance: float, *,
-           confidence: float = DEFAULT_CONFIDENCE, prior: Prior = DEFAULT_PRIOR, run_to_run: bool = True) -> Decision:
-    """`compare` for plain sample lists: the baseline's samples as one recorded run."""
-    baseline_runs = [Run.of(baseline)] if baseline is not None and len(baseline) else None
-    return compare(baseline_runs, Run.of(current), tolerance, confidence=confidence, prior=prior,
-                   run_to_run=run_to_run)
-
-
 def should_stop(decision_at: Callable[[Sequence[float], float], Decision], samples: Sequence[float], *, min_trials: int, max_trials: int,
                 confidence: float) -> bool:
     """Whether adaptive trials can stop after these samples; `decision_at(samples, confidence)` judges them.
@@ -637,9 +659,9 @@ def should_stop(decision_at: Callable[[Sequence[float], float], Decision], sampl
     if len(samples) >= max_trials:
         return True
     decision = decision_at(samples, confidence)
-    if decision.verdict in (UNCHANGED, NEW):
-        return decision.verdict == UNCHANGED or not decision.too_noisy
-    if decision.verdict in (REGRESSED, IMPROVED):
+    if decision.verdict in (Verdict.UNCHANGED, Verdict.NEW):
+        return decision.verdict == Verdict.UNCHANGED or not decision.too_noisy
+    if decision.verdict in (Verdict.REGRESSED, Verdict.IMPROVED):
         looks = max_trials - min_trials + 1
         strict = decision_at(samples, 1 - (1 - confidence) / (2 * looks))
         return strict.verdict == decision.verdict
@@ -711,6 +733,10 @@ def _json_number(value):
     return value
 
 
+def _from_json_number(value):
+    return float(value) if value in ("inf", "-inf") else value
+
+
 def _percent(value: float | None, *, signed: bool = True) -> str:
     if value is None or math.isnan(value):
         return "n/a"
@@ -733,11 +759,11 @@ def _reason(verdict: str, delta: float, ci: tuple[float, float], p_value: float,
     ci_text = f"{level} CI {_percent(ci[0] - 1)} to {_percent(ci[1] - 1)}"
     test_text = f"p={p_value:.2g}"
     band = f"{1 / (1 + tolerance) - 1:+.2%}..+{tolerance * 100:.3g}%"
-    if verdict == REGRESSED:
+    if verdict == Verdict.REGRESSED:
         return f"energy per token rose {delta:.1%} ({ci_text}, {test_text}, {against}), beyond the {band} tolerance"
-    if verdict == IMPROVED:
+    if verdict == Verdict.IMPROVED:
         return f"energy per token fell {-delta:.1%} ({ci_text}, {test_text}, {against}), beyond the {band} tolerance"
-    if verdict == UNCHANGED:
+    if verdict == Verdict.UNCHANGED:
         noted = f"; the change is significant ({test_text}) but small" if significant else ""
         return f"{_percent(delta)}: its {ci_text} lies inside the {band} tolerance ({against}){noted}"
     return (f"{_percent(delta)}: its {ci_text} is not inside the {band} tolerance, and "

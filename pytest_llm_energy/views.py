@@ -18,6 +18,7 @@ from .diff import BaselineDiff, EntryDiff, GpuDiff
 from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
 from .files import display_path, dumps
 from .history import History
+from .measurement import meter_label
 from .report import (
     ATTENTION,
     count_text,
@@ -50,7 +51,7 @@ def diff_rows(rows: Sequence[EntryDiff]) -> list[list[str]]:
             joules(row.old_joules_per_token),
             joules(row.new_joules_per_token),
             percent(row.delta),
-            interval({"ci_low": row.ci_low, "ci_high": row.ci_high}),
+            interval(row.ci_low, row.ci_high),
             row.verdict,
             "; ".join(row.notes),
         ]
@@ -151,7 +152,7 @@ def entry_rows(baselines: BaselineSet, gpu: str) -> list[list[str]]:
             continue
         data = entry.data
         cv = data.get("robust_cv")
-        meter = str(data.get("meter") or "-") + (" (estimated)" if data.get("estimated") else "")
+        meter = meter_label(str(data.get("meter") or "-"), bool(data.get("estimated")), say_measured=False)
         spread = f"{cv:.1%}" if isinstance(cv, (int, float)) and math.isfinite(cv) else "-"
         rows.append(
             [

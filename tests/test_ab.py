@@ -22,6 +22,7 @@ from pytest_llm_energy.meters.base import Meter
 from pytest_llm_energy.meters.cpu import CpuTimeMeter
 from pytest_llm_energy.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
 from pytest_llm_energy.report import failure_message
+from pytest_llm_energy.result import TestResult
 
 pytest.importorskip("xdist")
 
@@ -238,6 +239,15 @@ def test_an_arm_that_disconnects_with_a_window_open_has_it_aborted():
 # --- pairing the arms' records ------------------------------------------------------------------------------
 
 
+def result(record):
+    return TestResult.from_dict(record)
+
+
+def paired_record(a, b):
+    """The pair of two arms' records, as the JSON report writes it."""
+    return pair(result(a), result(b)).to_dict()
+
+
 def record(samples, *, tokens=10, repeats=1, workload=None, torch="2.13.0"):
     return {"nodeid": "t::x", "samples": samples, "joules_per_token": sorted(samples)[len(samples) // 2],
             "tolerance": 0.05, "confidence": 0.99, "workload": workload, "notes": [], "meter": "cpu-time",
@@ -247,50 +257,51 @@ def record(samples, *, tokens=10, repeats=1, workload=None, torch="2.13.0"):
 
 def test_b_is_judged_against_a_trial_by_trial():
     a = record([1.0, 1.01, 0.99, 1.0, 1.005])
-    paired = pair(a, record([1.10, 1.11, 1.09, 1.10, 1.105], torch="2.14.0"))
+    b = record([1.10, 1.11, 1.09, 1.10, 1.105], torch="2.14.0")
+    paired = paired_record(a, b)
     assert paired["verdict"] == "regressed" and paired["baseline_joules_per_token"] == 1.0
     assert paired["noise"]["run_source"] == "none" and "5 pairs of windows, turn about" in paired["reason"]
-    assert "delta (B over A, pair by pair)" in failure_message(paired)
+    assert "delta (B over A, pair by pair)" in failure_message(pair(result(a), result(b)))
     assert paired["stack_changes"] == [{"component": "torch", "baseline": "2.13.0", "current": "2.14.0"}]
     assert "arm A torch 2.13.0 -> arm B 2.14.0" in paired["notes"]
-    assert pair(a, record([1.0, 1.01, 0.99, 1.0, 1.005]))["verdict"] == "unchanged"
+    assert paired_record(a, record([1.0, 1.01, 0.99, 1.0, 1.005]))["verdict"] == "unchanged"
 
 
 def test_one_trial_an_arm_is_no_verdict():
     # one window each has no spread: a 6% difference would otherwise come out "regressed" with p = 0
-    paired = pair(record([1.0]), record([1.06]))
+    paired = paired_record(record([1.0]), record([1.06]))
     assert paired["verdict"] == "inconclusive" and paired["refused_note"] == "one trial an arm"
     assert "use --energy-trials=2 or more" in paired["refused"]
 
 
 def test_the_pair_carries_arm_a_flags_and_notes_too():
     a = {**record([1.0, 1.01, 0.99]), "flags": ["throttled"], "notes": ["GPU 0: clocks slowed by hw-thermal 30%"]}
-    paired = pair(a, {**record([1.0, 1.01, 0.99]), "flags": ["short-window"]})
+    paired = paired_record(a, {**record([1.0, 1.01, 0.99]), "flags": ["short-window"]})
     assert paired["flags"] == ["short-window", "throttled"]
     assert "arm A: GPU 0: clocks slowed by hw-thermal 30%" in paired["notes"]
 
 
 def test_arms_that_stopped_at_other_trial_counts_are_judged_as_two_runs():
     # adaptive trials: no pairs to form, so each arm's trials are one run and only trial noise counts
-    paired = pair(record([1.0, 1.01, 0.99, 1.0, 1.005]), record([1.10, 1.11, 1.09]))
+    paired = paired_record(record([1.0, 1.01, 0.99, 1.0, 1.005]), record([1.10, 1.11, 1.09]))
     assert paired["verdict"] == "regressed" and "against the other arm, turn about" in paired["reason"]
     assert "arms ran 5 and 3 trials: judged as two runs, not in pairs" in paired["notes"]
 
 
 def test_arms_that_measured_different_work_are_an_error_not_a_verdict():
     same = record([1.0] * 3)
-    assert mismatch(same, record([1.0] * 3, repeats=2)) is None  # 10 tokens a call, in longer windows
-    assert "different token counts: A 10, B 20" in mismatch(same, record([1.0] * 3, tokens=20))
-    assert "different workloads" in mismatch(same, record([1.0] * 3, workload={"batch_size": 8}))
-    paired = pair(same, record([2.0] * 3, tokens=20))
+    assert mismatch(result(same), result(record([1.0] * 3, repeats=2))) is None  # 10 tokens a call, longer windows
+    assert "different token counts: A 10, B 20" in mismatch(result(same), result(record([1.0] * 3, tokens=20)))
+    assert "different workloads" in mismatch(result(same), result(record([1.0] * 3, workload={"batch_size": 8})))
+    paired = paired_record(same, record([2.0] * 3, tokens=20))
     assert paired["refused"] and paired["verdict"] == "inconclusive"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="the vllm-server backend needs vllm")
 def test_a_servers_steady_window_may_hold_other_token_counts():
     served = {"backend": {"backend": "vllm-server"}}  # its window counts the tokens that streamed in it
-    assert mismatch({**record([1.0] * 3), **served}, {**record([1.0] * 3, tokens=12), **served}) is None
-    assert "different token counts" in mismatch(record([1.0] * 3), record([1.0] * 3, tokens=12))
+    assert mismatch(result({**record([1.0] * 3), **served}), result({**record([1.0] * 3, tokens=12), **served})) is None
+    assert "different token counts" in mismatch(result(record([1.0] * 3)), result(record([1.0] * 3, tokens=12)))
 
 
 # --- real two-arm runs ---------------------------------------------------------------------------------------

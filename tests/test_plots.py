@@ -7,7 +7,8 @@ import pytest
 from pytest_llm_energy.backends.base import BackendOptions
 from pytest_llm_energy.errors import EnergyUsageError
 from pytest_llm_energy.plots import comparison_bars, heatmaps, require_matplotlib, write_plots
-from pytest_llm_energy.report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
+from pytest_llm_energy.result import TestResult
+from pytest_llm_energy.run_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, RunReport
 
 BACKEND = {
     "backend": "hf",
@@ -41,14 +42,19 @@ def run_record(input_tokens, output_tokens, batch_size, joules, baseline=None, v
 
 
 def document(records):
-    return {
+    """The report of these records, as `llm-energy plots` reads it from a file."""
+    return RunReport.from_dict({
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
         "gpu": "h100",
         "meter": "nvml",
         "estimated": False,
         "results": records,
-    }
+    })
+
+
+def results(records):
+    return [TestResult.from_dict(record) for record in records]
 
 
 RECORDS = [
@@ -75,7 +81,7 @@ def test_one_heatmap_per_batch_size_with_the_bins_as_axes():
 
 
 def test_bars_put_the_largest_regression_first_with_the_interval_of_the_current_value():
-    bars = comparison_bars(RECORDS)
+    bars = comparison_bars(results(RECORDS))
     assert bars[0].nodeid.endswith("[128-32-8]") and bars[0].verdict == "regressed"
     assert (bars[0].low, bars[0].high) == (pytest.approx(0.06 * 1.25), pytest.approx(0.06 * 1.41))
     assert all(bar.low is None for bar in bars[1:]) and len(bars) == 5
@@ -84,7 +90,7 @@ def test_bars_put_the_largest_regression_first_with_the_interval_of_the_current_
 def test_a_card_adjusted_interval_is_drawn_in_this_cards_joules():
     # another card with a 12% higher matmul reference: the interval is of J/token per unit of that reference
     adjusted = dict(RECORDS[3], ci_low=0.95, ci_high=1.05, card_adjustment=1.12, verdict="inconclusive")
-    (bar,) = comparison_bars([adjusted])
+    (bar,) = comparison_bars(results([adjusted]))
     assert (bar.low, bar.high) == (pytest.approx(0.06 * 1.12 * 0.95), pytest.approx(0.06 * 1.12 * 1.05))
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_llm_energy import progress
 from pytest_llm_energy.report import DETAILS_AFTER_ROWS, markdown
+from pytest_llm_energy.run_report import RunReport
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=3", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 
@@ -109,7 +110,7 @@ def test_long_markdown_tables_fold_but_regressions_stay_in_the_open():
         "written": [],
         "workers": {"gw0": "GPU-aaaa", "gw1": "GPU-bbbb"},
     }
-    text = markdown(document)
+    text = markdown(RunReport.from_dict(document))
     before, folded = text.split("<details>")
     assert "t.py::test_slow[&lt;x>\\|5]" in before and "test_0[" not in before
     assert (

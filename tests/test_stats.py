@@ -18,7 +18,7 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from pytest_llm_energy import stats
-from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare, decide, should_stop, summarize
+from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare, should_stop, summarize
 
 TOLERANCE = 0.05
 
@@ -33,6 +33,12 @@ def lognormal(n: int, cv: float, seed: int, scale: float = 1.0) -> np.ndarray:
 def history(levels, trials=5, cv=0.01, gpus=("GPU-a",)) -> list[Run]:
     """Recorded runs whose medians sit at `levels` (relative), each with `trials` trials of spread `cv`."""
     return [Run.of(lognormal(trials, cv, seed=i, scale=level), gpus) for i, level in enumerate(levels)]
+
+
+def decide(baseline, current, tolerance, **settings):
+    """`compare` of plain sample lists: the baseline's samples as one recorded run (None or empty: none)."""
+    runs = [Run.of(baseline)] if baseline is not None and len(baseline) else None
+    return compare(runs, Run.of(current), tolerance, **settings)
 
 
 def steady(count: int, drift: float = 0.005) -> list[float]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -27,11 +26,9 @@ def sync_device() -> None:
 
 
 class Window:
-    """An open window: `begun_at` once it runs (perf_counter seconds), `reading` once it has closed."""
+    """An open window: its `reading` is set once it has closed."""
 
-    def __init__(self, begun_at: float) -> None:
-        self.begun_at = begun_at
-        self.ended_at: float | None = None
+    def __init__(self) -> None:
         self.reading: Reading | None = None
 
 
@@ -82,10 +79,6 @@ class Meter(ABC):
     def device_uuids(self) -> frozenset[str]:
         return frozenset(device.uuid for device in self.devices)
 
-    @property
-    def kind(self) -> str:
-        return "estimated" if self.estimated else "measured"
-
     def close(self) -> None:  # noqa: B027 - meters without handles need no close
         """Release the meter's handles."""
 
@@ -94,12 +87,11 @@ class Meter(ABC):
         """Measure the work done inside the block; `window.reading` is set when the block ends."""
         sync_device()
         start = self.begin()
-        window = Window(time.perf_counter())
+        window = Window()
         try:
             yield window
             sync_device()
         except BaseException:
             self.abort(start)
             raise
-        window.ended_at = time.perf_counter()
         window.reading = self.end(start)
