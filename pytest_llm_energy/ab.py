@@ -29,7 +29,7 @@ from .backends import backend_class
 from .errors import EnergyError, EnergyUsageError
 from .judge import Judgement
 from .meters.remote import WindowServer
-from .report import failure_message, junit_properties
+from .outcome import failure_message
 from .result import PAIRED, Arm, ArmA, TestResult
 from .stats import Run, Verdict, compare, compare_paired
 
@@ -130,7 +130,7 @@ class AbHooks:
         if len(halves) < 2:
             return
         paired = pair(halves["A"], halves["B"])
-        self.properties[(report.nodeid, self.worker_of(report))] = junit_properties(paired)
+        self.properties[(report.nodeid, self.worker_of(report))] = paired.junit_properties()
         strict_option = half.arm.strict if half.arm.strict is not None else self.session.options["strict"]
         strict = strict_option and paired.verdict == Verdict.INCONCLUSIVE
         if paired.refused or paired.verdict == Verdict.REGRESSED or strict:

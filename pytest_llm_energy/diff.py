@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from . import fingerprint as stack
 from .baseline import BaselineEntry, BaselineSet
+from .cells import card_adjusted_note, noise_note
 from .files import clean_for_json
 from .gpus import CPU_KEY
 from .judge import Judgement, judge
-from .report import card_adjusted_note, noise_note
 from .stats import DEFAULT_CONFIDENCE, DEFAULT_PRIOR, NO_EVIDENCE, Evidence, Prior, Verdict
 
 DIFF_SCHEMA = "pytest-llm-energy/diff"

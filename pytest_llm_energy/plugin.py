@@ -22,25 +22,23 @@ from .fixture import EnergyFixture
 from .gpus import CPU_KEY
 from .meters import make_meter, resolve_gpu_key
 from .models import resolve_model
+from .outcome import failure_message
 from .progress import ProgressLine
-from .report import (
-    ab_against,
-    failure_message,
-    header_line,
-    host_line,
-    junit_properties,
-    reference_line,
-    run_document,
-    terminal_table,
-    tests_text,
-    verdict_counts,
-    write_run_reports,
-    written_counts,
-)
+from .report import write_run_reports
 from .result import Arm, TestResult
 from .run_report import RunReport, results_by_test
 from .session import EnergySession
 from .stats import Verdict
+from .summary import (
+    ab_against,
+    header_line,
+    host_line,
+    reference_line,
+    terminal_table,
+    tests_text,
+    verdict_counts,
+    written_counts,
+)
 
 SESSION_KEY = pytest.StashKey[EnergySession]()
 MARKER_KEY = pytest.StashKey[dict]()
@@ -435,7 +433,7 @@ def _wants_traceback(config: pytest.Config) -> bool:
 
 def _attach_properties(item: pytest.Item, energy: TestResult) -> None:
     """JUnit XML properties (they travel with xdist reports), and pytest-benchmark's extra_info."""
-    item.user_properties.extend(junit_properties(energy))
+    item.user_properties.extend(energy.junit_properties())
     benchmark = getattr(item, "funcargs", {}).get("benchmark")
     if benchmark is not None and hasattr(benchmark, "extra_info"):
         benchmark.extra_info["energy"] = {
@@ -594,7 +592,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     options = energy_session.options
     if energy_session.records or options["json"] or options["md"]:  # a file asked for is always written
         hooks = session.config.pluginmanager.get_plugin("llm-energy-controller")
-        hooks.plots, error = write_run_reports(run_document(energy_session, hooks.pins()), json_path=options["json"],
+        hooks.plots, error = write_run_reports(energy_session.report(hooks.pins()), json_path=options["json"],
                                                md_path=options["md"], plots_folder=options["plots"])
         energy_session.write_error = energy_session.write_error or error
     if energy_session.write_error and session.exitstatus == pytest.ExitCode.OK:

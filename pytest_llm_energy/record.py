@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .cells import card_adjusted_note
 from .judge import Judgement
 from .measurement import Measurement
-from .report import card_adjusted_note
 from .result import UNIT, TestResult, WindowSummary
 from .stats import summarize
 

@@ -248,6 +248,20 @@ class TestResult:
             data["refused_note"] = judgement.refused_note
         return data
 
+    def junit_properties(self) -> list[tuple[str, object]]:
+        """The result as JUnit XML properties; an A/B arm's half has no verdict of its own (the pair has)."""
+        decision, arm = self.decision, self.arm.name if self.arm else None
+        if self.is_arm_half:
+            properties = {"joules_per_token": self.joules_per_token, "meter": self.meter, "arm": arm}
+        else:
+            properties = {
+                "joules_per_token": self.joules_per_token, "baseline_joules_per_token": self.baseline_joules_per_token,
+                "delta": decision.delta, "card_adjustment": decision.card_adjustment, "verdict": str(self.verdict),
+                "ci_low": decision.ci_low, "ci_high": decision.ci_high, "detectable": self.judgement.detectable,
+                "meter": self.meter, "arm": arm,
+            }
+        return [(f"energy_{key}", value) for key, value in properties.items() if value is not None]
+
     @classmethod
     def from_dict(cls, data: Mapping) -> TestResult:
         """A record as `to_dict` wrote it (or as an older report has it: a key it lacks reads as None)."""

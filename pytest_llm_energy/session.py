@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .record import baseline_entry, build_record
 from .reference import card_scale, measure_reference
 from .result import TestResult
+from .run_report import RunReport, results_by_test
 from .runner import WorkloadRunner
 from .stats import Evidence, Run, Verdict
 from .trials import TrialPlan
@@ -261,6 +263,20 @@ class EnergySession:
             if reference and all(reference.get("gpu") != seen.get("gpu") for seen in found):
                 found.append(reference)
         return found
+
+    def report(self, workers: Mapping[str, str] | None = None) -> RunReport:
+        """The report of this run: what was in force, the stack, and one result per test."""
+        meter = self.meter
+        return RunReport(
+            gpu=self.gpu_key, meter=meter.name, estimated=meter.estimated, results=results_by_test(self.records),
+            meter_description=meter.describe(), baselines=str(self.baselines_root),
+            baselines_folder=str(self.store.folder), updated_baselines=self.update,
+            fingerprint=self.fingerprint(), git_commit=self.git_commit(),
+            started_at=self.started_at.isoformat(timespec="seconds"), duration_s=self.duration_s(),
+            python=self.python_version, references=tuple(self.run_references()), host=self.host,
+            unused_baseline_entries=tuple(self.unused_entries()), mode=self.mode, arms=self.ab_arms,
+            written=tuple(self.written), workers=dict(workers or {}),
+        )
 
     def duration_s(self) -> float:
         return time.perf_counter() - self._clock_start

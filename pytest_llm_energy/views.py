@@ -1,7 +1,7 @@
 """What `llm-energy` prints: each result as a terminal table, GitHub Markdown or JSON.
 
 The values come from where they are computed (`binning`, `estimate`, `advise`, `diff`); the cells and the
-Markdown conventions are the run report's (`report`), so a number reads the same everywhere.
+Markdown conventions are those of the run's reports (`cells`), so a number reads the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from tabulate import tabulate
 from .advise import Advice
 from .baseline import BaselineSet
 from .binning import BinTable, TraceBin
-from .diff import BaselineDiff, EntryDiff, GpuDiff
-from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
-from .files import display_path, dumps
-from .history import History
-from .measurement import meter_label
-from .report import (
+from .cells import (
     ATTENTION,
     count_text,
     interval,
@@ -29,6 +24,11 @@ from .report import (
     markdown_table,
     percent,
 )
+from .diff import BaselineDiff, EntryDiff, GpuDiff
+from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
+from .files import display_path, dumps
+from .history import History
+from .measurement import meter_label
 
 FORMATS = ("terminal", "markdown", "json")
 DIFF_COLUMNS = ("test", "old J/token", "new J/token", "delta", "CI", "verdict", "notes")

@@ -21,7 +21,7 @@ from pytest_llm_energy.measurement import Reading
 from pytest_llm_energy.meters.base import Meter
 from pytest_llm_energy.meters.cpu import CpuTimeMeter
 from pytest_llm_energy.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
-from pytest_llm_energy.report import failure_message
+from pytest_llm_energy.outcome import failure_message
 from pytest_llm_energy.result import TestResult
 
 pytest.importorskip("xdist")

@@ -12,10 +12,10 @@ import pytest
 from pytest_llm_energy.baseline import BaselineSet, BaselineStore
 from pytest_llm_energy.baseline import read_set as read_baseline_set
 from pytest_llm_energy.baseline import read_set_at as read_baseline_set_at
+from pytest_llm_energy.cells import DETAILS_AFTER_ROWS
 from pytest_llm_energy.diff import DIFF_SCHEMA, REMOVED, diff_baselines
 from pytest_llm_energy.errors import BaselineError, EnergyUsageError
 from pytest_llm_energy.judge import judge
-from pytest_llm_energy.report import DETAILS_AFTER_ROWS
 from pytest_llm_energy.stats import Evidence, Prior
 from pytest_llm_energy.views import render_entries, render_json, render_markdown, render_terminal
 

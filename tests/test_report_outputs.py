@@ -9,8 +9,9 @@ from xml.etree import ElementTree
 import pytest
 
 from pytest_llm_energy import progress
-from pytest_llm_energy.report import DETAILS_AFTER_ROWS, markdown
+from pytest_llm_energy.cells import DETAILS_AFTER_ROWS
 from pytest_llm_energy.run_report import RunReport
+from pytest_llm_energy.summary import markdown
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=3", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 
