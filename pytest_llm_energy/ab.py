@@ -29,7 +29,7 @@ from .backends import backend_class
 from .errors import EnergyError, EnergyUsageError
 from .judge import Judgement
 from .meters.remote import WindowServer
-from .outcome import failure_message
+from .outcome import outcome
 from .result import PAIRED, Arm, ArmA, TestResult
 from .stats import Run, Verdict, compare, compare_paired
 
@@ -131,12 +131,11 @@ class AbHooks:
             return
         paired = pair(halves["A"], halves["B"])
         self.properties[(report.nodeid, self.worker_of(report))] = paired.junit_properties()
-        strict_option = half.arm.strict if half.arm.strict is not None else self.session.options["strict"]
-        strict = strict_option and paired.verdict == Verdict.INCONCLUSIVE
-        if paired.refused or paired.verdict == Verdict.REGRESSED or strict:
+        strict = half.arm.strict if half.arm.strict is not None else self.session.options["strict"]
+        failure = outcome(paired, strict=strict)
+        if failure is not None:
             report.outcome = "failed"
-            report.longrepr = paired.refused or failure_message(
-                paired, strict_reason="energy verdict 'inconclusive' fails under --energy-strict" if strict else None)
+            report.longrepr = failure
         self.session.records[half.nodeid] = paired.with_outcome(report.outcome)
 
     def unpaired(self) -> list[str]:
@@ -243,10 +242,11 @@ def pair(a: TestResult, b: TestResult) -> TestResult:
         Judgement.of(decision, b.judgement.run, stack_changes=changes, refused=refused,
                      other_gpus=b.judgement.other_gpus),
         verdict=Verdict.INCONCLUSIVE if refused else decision.verdict, refused_note=refused_note,
+        baseline_joules_per_token=a.joules_per_token,
     )
     memory = {"A": a.arm.memory_gib if a.arm else None, "B": b.arm.memory_gib if b.arm else None}
     return replace(
-        b, baseline_joules_per_token=a.joules_per_token, judgement=judgement,
+        b, judgement=judgement,
         flags=tuple(dict.fromkeys([*b.flags, *a.flags])),  # either arm's windows'
         notes=tuple(sorted(notes)),
         arm=Arm(PAIRED, b_stack, memory, b.arm.strict if b.arm else None),

@@ -1,20 +1,24 @@
 """Judgement: a run of a test against its baseline entry, for a test run and for `llm-energy diff` alike.
 
-What is judged here and nowhere else: whether the baseline may be compared at all (another GPU model is
-refused unless allowed), what the comparison knows about noise (the priors the settings give, and the
-scatter of the other tests' recorded runs in the same baselines set), and the decision of the rule in
-`stats`, which adds card-to-card noise when this run's GPUs are none of the baseline's (and compares per
-unit of each card's reference figure where runs from several cards meet).
+What is judged here and nowhere else: whether the baseline may be compared at all (another workload's is
+set aside, another GPU model's refused unless allowed), what the comparison knows about noise (the priors
+the settings give, and the scatter of the other tests' recorded runs in the same baselines set), the
+decision of the rule in `stats`, which adds card-to-card noise when this run's GPUs are none of the
+baseline's (and compares per unit of each card's reference figure where runs from several cards meet), and
+the flags and notes that say so beside the number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from . import fingerprint as stack
-from .baseline import BaselineEntry
+from .baseline import BaselineEntry, entry_workload, workload_changed
+from .cells import card_adjusted_note
+from .reference import card_scale
 from .stats import Decision, Evidence, Prior, Run, Verdict, compare, other_cards, should_stop
+from .workload import Workload
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Judgement:
     detectable: float | None
     too_noisy: bool
     refused_note: str | None = None  # A/B: what the notes cell says in place of a refusal's whole text
+    flags: tuple[str, ...] = ()  # what the comparison says of itself beside the number (other-gpu, ...)
+    notes: tuple[str, ...] = ()
+    baseline_joules_per_token: float | None = None  # what it was compared with; None where nothing was
 
     @classmethod
     def of(cls, decision: Decision, run: Run, *, stack_changes: Sequence[stack.Change] = (),
@@ -69,6 +76,44 @@ def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confid
                        run_to_run=run_to_run)
     return Judgement.of(decision, current, stack_changes=changes, hardware_changes=hardware, refused=refused,
                         other_gpus=other_gpus(runs, current))
+
+
+def judge_test(entry: BaselineEntry | None, samples: Sequence[float], *, gpus: frozenset[str],
+               reference: Mapping | None, workload: Workload | None, tolerance: float, confidence: float,
+               prior: Prior, evidence: Evidence, fingerprint: dict | None, on_cpu: bool,
+               allow_hardware_change: bool, shared_cpu: int = 0) -> Judgement:
+    """A test run's samples against its baseline entry, whole: which entry may be compared, the verdict, and
+    the flags and notes the result carries for it.
+
+    `reference` is this run's card reference (`reference.py`), `shared_cpu` how many xdist workers shared
+    the CPU under an estimating meter (0: none).
+    """
+    flags, notes = [], []
+    if shared_cpu:
+        flags.append("xdist-shared-cpu")
+        notes.append(f"estimated while {shared_cpu} xdist workers shared the CPU: inflated; compare only "
+                     "with runs of the same -n")
+    if workload_changed(entry, workload.to_dict() if workload else None):
+        # another workload's baseline says nothing about this one
+        notes.append(f"workload changed since the baseline ({Workload.from_dict(entry_workload(entry)).label}"
+                     f" -> {workload.label}): not compared; --energy-update-baselines records it afresh")
+        flags.append("workload-changed")
+        entry = None
+    # The entry's workload picks the card's figure for both sides (reference.card_scale).
+    current = Run.of(samples, gpus, card_scale=card_scale(reference, entry_workload(entry)))
+    judgement = judge(entry, current, tolerance=tolerance, confidence=confidence, prior=prior, evidence=evidence,
+                      fingerprint=fingerprint, on_cpu=on_cpu, allow_hardware_change=allow_hardware_change)
+    decision = judgement.decision
+    if judgement.other_gpus:
+        flags.append("other-gpu")
+        notes.append(f"baseline measured on other GPUs ({', '.join(judgement.other_gpus)}): judged with "
+                     f"{decision.noise.card:.1%} card-to-card noise (--energy-card-noise, and cards recorded in "
+                     "the set)")
+    if decision.card_adjustment is not None:
+        flags.append("card-adjusted")
+        notes.append(card_adjusted_note(decision.card_adjustment))
+    return replace(judgement, flags=tuple(flags), notes=tuple(notes),
+                   baseline_joules_per_token=entry.joules_per_token if entry else None)
 
 
 def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:

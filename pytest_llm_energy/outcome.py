@@ -7,7 +7,7 @@ from tabulate import tabulate
 from .cells import finite, interval, joules, percent, runs_text
 from .measurement import meter_label
 from .result import PAIRED, TestResult
-from .stats import Noise
+from .stats import Noise, Verdict
 
 
 def noise_text(noise: Noise | None) -> str:
@@ -51,3 +51,20 @@ def failure_message(result: TestResult, *, strict_reason: str | None = None, acc
                                                   for c in judgement.stack_changes)])
     text = f"{title}\n{decision.reason or ''}\n" + tabulate(table, tablefmt="simple", disable_numparse=True)
     return text + (f"\nif this change is intended, record it as the new baseline:\n  {accept}" if accept else "")
+
+
+def outcome(result: TestResult, *, strict: bool, accept: str | None = None) -> str | None:
+    """What the test fails with on its energy, or None where its energy passes it.
+
+    A comparison that could not be made fails with why; a regression with its numbers; under --energy-strict
+    also a verdict that shows nothing (new, inconclusive). `accept` is the command that records the run as
+    the baseline, for the message to end with.
+    """
+    if result.refused:
+        return result.refused
+    if result.verdict == Verdict.REGRESSED:
+        return failure_message(result, accept=accept)
+    if strict and result.verdict in (Verdict.NEW, Verdict.INCONCLUSIVE):
+        reason = f"energy verdict {str(result.verdict)!r} fails under --energy-strict"
+        return failure_message(result, strict_reason=reason, accept=accept)
+    return None

@@ -22,7 +22,7 @@ from .fixture import EnergyFixture
 from .gpus import CPU_KEY
 from .meters import make_meter, resolve_gpu_key
 from .models import resolve_model
-from .outcome import failure_message
+from .outcome import outcome
 from .progress import ProgressLine
 from .report import write_run_reports
 from .result import Arm, TestResult
@@ -405,16 +405,10 @@ def pytest_runtest_call(item: pytest.Item):
         return result  # one arm's half: the controller judges the pair (ab.AbHooks)
     if session.update:
         return result  # recording: verdicts are shown, nothing fails on energy
-    if energy.refused:
-        pytest.fail(energy.refused, pytrace=False)
-    verdict = energy.verdict
-    if verdict == Verdict.REGRESSED:
-        pytest.fail(failure_message(energy, accept=_accept_command(item.config, session, fixture.nodeid)),
-                    pytrace=False)
-    if fixture.settings.strict and verdict in (Verdict.NEW, Verdict.INCONCLUSIVE):
-        reason = f"energy verdict {str(verdict)!r} fails under --energy-strict"
-        pytest.fail(failure_message(energy, strict_reason=reason,
-                                    accept=_accept_command(item.config, session, fixture.nodeid)), pytrace=False)
+    failure = outcome(energy, strict=fixture.settings.strict,
+                      accept=_accept_command(item.config, session, fixture.nodeid))
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     return result
 
 

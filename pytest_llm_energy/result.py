@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from . import fingerprint as stack
 from .judge import Judgement
 from .measurement import Measurement
-from .stats import Decision, Run, Verdict
+from .stats import Decision, Run, Verdict, summarize
 
 UNIT = "J per output token"
 PAIRED = "B against A"  # the arm of an A/B pair's result: arm B judged against arm A
@@ -146,14 +146,13 @@ class TestResult:
     nodeid: str
     samples: tuple[float, ...]  # J per output token of each compared window
     joules_per_token: float | None  # their median
-    baseline_joules_per_token: float | None
     judgement: Judgement
     robust_cv: float | None
     outliers: tuple[int, ...]  # indices into samples, marked and never removed
     warmup_samples: tuple[float, ...]
     meter: str | None
     estimated: bool
-    flags: tuple[str, ...]
+    flags: tuple[str, ...]  # the windows' and the judgement's
     notes: tuple[str, ...]
     windows: WindowSummary | None  # the compared windows' medians
     workload: Mapping | None  # Workload.to_dict() of an energy.run() test
@@ -164,7 +163,29 @@ class TestResult:
     arm_a: ArmA | None = None  # a pair's arm A
     outcome: str | None = None  # the test's pytest outcome, once the controller has it
 
+    @classmethod
+    def of(cls, nodeid: str, measurements: Sequence[Measurement], judgement: Judgement, *, meter: str,
+           estimated: bool, workload: Mapping | None, backend: Mapping | None,
+           reference: Mapping | None = None) -> TestResult:
+        """The result of one test's windows (warm-up ones kept apart) as its judgement judged them."""
+        compared = [m for m in measurements if not m.warmup]
+        samples = [m.joules_per_output_token for m in compared]
+        summary = summarize(samples)
+        return cls(
+            nodeid=nodeid, samples=tuple(samples), joules_per_token=summary.median, judgement=judgement,
+            robust_cv=summary.robust_cv, outliers=summary.outliers,
+            warmup_samples=tuple(m.joules_per_output_token for m in measurements if m.warmup),
+            meter=meter, estimated=estimated,
+            flags=tuple(sorted({flag for m in compared for flag in m.flags} | set(judgement.flags))),
+            notes=tuple(sorted({note for m in compared for note in m.notes} | set(judgement.notes))),
+            windows=WindowSummary.of(compared), workload=workload, backend=backend, reference=reference,
+        )
+
     # -- what readers ask ------------------------------------------------------------------------------
+    @property
+    def baseline_joules_per_token(self) -> float | None:
+        return self.judgement.baseline_joules_per_token
+
     @property
     def decision(self) -> Decision:
         return self.judgement.decision
@@ -186,13 +207,40 @@ class TestResult:
         return replace(self, outcome=outcome)
 
     # -- the record's JSON form ------------------------------------------------------------------------
+    def baseline_entry(self, fingerprint: dict, git_commit: str | None, recorded_at: str) -> dict:
+        """What a baseline file keeps of the result: enough to compare, to explain, and to estimate a workload.
+
+        It holds this run only; the store adds the runs recorded before it (`baseline.with_history`).
+        """
+        return {
+            "joules_per_token": self.joules_per_token,
+            "runs": [{**self._run(), "recorded_at": recorded_at, "git_commit": git_commit}],
+            "samples": list(self.samples),
+            "unit": UNIT,
+            "robust_cv": self.robust_cv,
+            "meter": self.meter,
+            "estimated": self.estimated,
+            # facts of the comparison, not of the data
+            "flags": [flag for flag in self.flags if flag not in ("other-gpu", "workload-changed")],
+            "measurement": self.windows.to_dict() if self.windows else {},
+            "workload": self.workload,
+            "backend": self.backend,
+            "fingerprint": fingerprint,
+            "git_commit": git_commit,
+            "recorded_at": recorded_at,
+        }
+
+    def _run(self) -> dict:
+        """This run as a baseline update records it, with its card's reference."""
+        run = self.judgement.run.to_dict()
+        if self.reference:
+            run["reference"] = self.reference
+        return run
+
     def to_dict(self) -> dict:
         """The record of the JSON report, its keys in the order the report has always written them."""
         judgement, decision = self.judgement, self.judgement.decision
         noise = decision.noise
-        run = judgement.run.to_dict()
-        if self.reference:
-            run["reference"] = self.reference
         data = {
             "nodeid": self.nodeid,
             "joules_per_token": self.joules_per_token,
@@ -213,7 +261,7 @@ class TestResult:
             "card_noise": noise.card if noise else None,  # 0 where every recorded run came from this card
             "noise": noise.to_dict() if noise else None,
             "runs": decision.runs,  # recorded runs in the baseline
-            "run": run,  # this run, as a baseline update records it
+            "run": self._run(),  # this run, as a baseline update records it
             "baseline_gpus": list(judgement.other_gpus),
             "reason": decision.reason,
             "refused": judgement.refused,
@@ -281,13 +329,14 @@ class TestResult:
             detectable=data["detectable"] if "detectable" in data else decision.detectable,
             too_noisy=data["too_noisy"] if "too_noisy" in data else decision.too_noisy,
             refused_note=data.get("refused_note"),
+            flags=(), notes=(),  # of the result's own, which keep them
+            baseline_joules_per_token=data.get("baseline_joules_per_token"),
         )
         arm_a = data.get("arm_a")
         return cls(
             nodeid=data.get("nodeid"),
             samples=samples,
             joules_per_token=data.get("joules_per_token"),
-            baseline_joules_per_token=data.get("baseline_joules_per_token"),
             judgement=judgement,
             robust_cv=data.get("robust_cv"),
             outliers=tuple(data.get("outliers") or ()),

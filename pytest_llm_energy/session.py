@@ -17,7 +17,7 @@ from typing import Any
 
 from . import fingerprint as stack
 from . import judge
-from .baseline import BaselineEntry, BaselineStore, WriteSummary, entry_workload, workload_changed
+from .baseline import BaselineEntry, BaselineStore, WriteSummary, entry_workload
 from .config import TestSettings
 from .errors import BackendUnavailable, EnergyError
 from .gpus import CPU_KEY
@@ -25,12 +25,11 @@ from .host import probe_host
 from .meters import make_meter
 from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
-from .record import baseline_entry, build_record
 from .reference import card_scale, measure_reference
 from .result import TestResult
 from .run_report import RunReport, results_by_test
 from .runner import WorkloadRunner
-from .stats import Evidence, Run, Verdict
+from .stats import Evidence, Verdict
 from .trials import TrialPlan
 from .workload import Workload
 
@@ -171,30 +170,16 @@ class EnergySession:
         """Compare a test's run with its baseline; the result says the verdict and why."""
         if not fixture.samples:
             return None
-        entry = self.baseline_entry(nodeid)
-        workload = fixture.workload.to_dict() if fixture.workload else None
-        notes, flags = [], []
-        if self.shared_cpu:
-            flags.append("xdist-shared-cpu")
-            notes.append(f"estimated while {self.shared_cpu} xdist workers shared the CPU: inflated; compare only "
-                         "with runs of the same -n")
-        if workload_changed(entry, workload):  # another workload's baseline says nothing about this one
-            notes.append(f"workload changed since the baseline ({Workload.from_dict(entry.data['workload']).label}"
-                         f" -> {fixture.workload.label}): not compared; --energy-update-baselines records it "
-                         "afresh")
-            flags.append("workload-changed")
-            entry = None
-        judgement = judge.judge(
-            entry, Run.of(fixture.samples, self.meter.device_uuids, card_scale=self.card_scale(entry)),
-            tolerance=settings.tolerance, confidence=settings.confidence, prior=settings.prior, evidence=self.evidence,
-            fingerprint=self.fingerprint(), on_cpu=self.gpu_key == CPU_KEY,
-            allow_hardware_change=self.options["allow_hardware_change"],
+        judgement = judge.judge_test(
+            self.baseline_entry(nodeid), fixture.samples, gpus=self.meter.device_uuids, reference=self.reference,
+            workload=fixture.workload, tolerance=settings.tolerance, confidence=settings.confidence,
+            prior=settings.prior, evidence=self.evidence, fingerprint=self.fingerprint(),
+            on_cpu=self.gpu_key == CPU_KEY, allow_hardware_change=self.options["allow_hardware_change"],
+            shared_cpu=self.shared_cpu,
         )
-        return build_record(
-            nodeid=nodeid, measurements=fixture.measurements, judgement=judgement,
-            baseline_joules_per_token=entry.joules_per_token if entry else None, workload=workload,
-            backend=fixture.backend_description, meter=self.meter.name, estimated=self.meter.estimated,
-            notes=notes, flags=flags,
+        return TestResult.of(
+            nodeid, fixture.measurements, judgement, meter=self.meter.name, estimated=self.meter.estimated,
+            workload=fixture.workload.to_dict() if fixture.workload else None, backend=fixture.backend_description,
             reference=self.reference,  # kept with the run it describes (an xdist worker measured its own GPU)
         )
 
@@ -212,7 +197,7 @@ class EnergySession:
         commit = self.git_commit()
         recorded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return {
-            nodeid: baseline_entry(result, fingerprint, commit, recorded_at)
+            nodeid: result.baseline_entry(fingerprint, commit, recorded_at)
             for nodeid, result in sorted(self.records.items())
             if result.outcome == "passed"
         }
