@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     iterations = matmul_iterations(1.2)
     record("steady-matmul", matmul_measure(meter, iterations),
            f"{iterations} bf16 8192^3 products per window; +X% = X% more products counted as the same")
-    runner = WorkloadRunner(meter, min_window_s=1.0)
+    meter.min_window_s = 1.0
+    runner = WorkloadRunner(meter)
     pool = BackendPool()
     hf_notes = "random weights; +X% = ceil(128 x (1+X/100)) tokens per request counted as 128"
     for name, batch, options in (

@@ -64,6 +64,19 @@ def arm_a_python(text: str) -> str:
     return python
 
 
+def configure_arms(config: pytest.Config, options) -> None:
+    """--energy-ab: arm A's interpreter checked, and the arms set up as two xdist workers; without
+    --energy-ab, arm A's own settings are a usage error."""
+    if not options.ab:
+        for name in ("ab_env", "ab_option"):
+            if options[name]:
+                raise EnergyUsageError(f"--energy-{name.replace('_', '-')} sets arm A of an A/B run: "
+                                       "add --energy-ab=PYTHON, or drop it")
+        return
+    config.option.energy_ab_python = arm_a_python(options.ab)
+    configure_xdist(config, config.option.energy_ab_python, options.ab_env, options.update_baselines)
+
+
 def configure_xdist(config: pytest.Config, python: str, environment: tuple[tuple[str, str], ...],
                     update: bool) -> None:
     """Two xdist workers, every test in both: arm A (gw0) in `python` with `environment`, arm B (gw1) here."""
@@ -131,7 +144,7 @@ class AbHooks:
             return
         paired = pair(halves["A"], halves["B"])
         self.properties[(report.nodeid, self.worker_of(report))] = paired.junit_properties()
-        strict = half.arm.strict if half.arm.strict is not None else self.session.options["strict"]
+        strict = half.arm.strict if half.arm.strict is not None else self.session.options.strict
         failure = outcome(paired, strict=strict)
         if failure is not None:
             report.outcome = "failed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .backends import BACKENDS, BackendOptions
@@ -17,7 +17,7 @@ from .baseline import DEFAULT_HISTORY
 from .errors import EnergyUsageError
 from .gpus import GPU_AUTO
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
-from .stats import DEFAULT_CARD_NOISE, DEFAULT_RUN_NOISE, Prior
+from .stats import DEFAULT_CARD_NOISE, DEFAULT_CONFIDENCE, DEFAULT_RUN_NOISE, Prior
 
 
 def _number(text, convert: Callable[[str], float], accept: Callable[[float], bool], unreadable: str,
@@ -157,7 +157,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("time_budget", _positive_float, None, "adaptive trials: stop adding trials to a test after "
            "this many seconds (default: none)"),
     Option("warmup", _non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
-    Option("confidence", _confidence, 0.99, "confidence of the decision rule (default: 0.99)"),
+    Option("confidence", _confidence, DEFAULT_CONFIDENCE,
+           f"confidence of the decision rule (default: {DEFAULT_CONFIDENCE})"),
     Option("run_noise", _run_noise, DEFAULT_RUN_NOISE, "run-to-run spread of a test's median (a fraction) "
            "that the verdict assumes until recorded runs, of the test and of its baselines set, show their own "
            f"(default: {DEFAULT_RUN_NOISE})"),
@@ -192,7 +193,32 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
 
-def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]) -> dict[str, Any]:
+class Options(Mapping):
+    """The options in force for a run, read once: each by its name, as `options.trials` or `options["trials"]`."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Options({self._values!r})"
+
+
+def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]) -> Options:
     """Command line over ini over default; each value checked, errors naming where the value came from."""
     values = {}
     for option in OPTIONS:
@@ -214,7 +240,7 @@ def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]
         raise EnergyUsageError(
             f"--energy-max-trials ({values['max_trials']}) is below --energy-trials ({values['trials']})"
         )
-    return values
+    return Options(values)
 
 
 # Marker keywords: name -> parser. Workload and backend keywords feed energy.run(); the backend ones are the
@@ -257,7 +283,7 @@ class TestSettings:
     run_noise: float
     card_noise: float
     strict: bool
-    min_window: float | None
+    min_window: float | None  # the marker's; None: the meter's, which --energy-min-window sets
     model: str
     backend: str
     workload: Mapping[str, Any]  # marker keywords for energy.run(): input_tokens, output_tokens, ...
@@ -271,10 +297,6 @@ class TestSettings:
     @property
     def adaptive(self) -> bool:
         return self.max_trials > self.trials or self.time_budget is not None
-
-    def with_overrides(self, **overrides) -> TestSettings:
-        known = {f.name for f in fields(self)}
-        return replace(self, **{k: v for k, v in overrides.items() if k in known})
 
 
 def check_marker_keywords(where: str, kwargs: Mapping[str, Any], args: Iterable) -> dict[str, Any]:
@@ -305,7 +327,7 @@ def test_settings(options: Mapping[str, Any], marker_values: Mapping[str, Any], 
         tolerance=merged["tolerance"], trials=trials, max_trials=max(max_trials, trials),
         time_budget=merged["time_budget"], warmup=merged["warmup"], confidence=merged["confidence"],
         run_noise=merged["run_noise"], card_noise=merged["card_noise"],
-        strict=merged["strict"], min_window=merged["min_window"],
+        strict=merged["strict"], min_window=marker_values.get("min_window"),
         model=merged.get("model") or default_model, backend=merged["backend"],
         workload={k: v for k, v in marker_values.items() if k in _WORKLOAD_KEYWORDS},
         backend_options={k: v for k, v in marker_values.items() if k in _BACKEND_OPTION_KEYWORDS},

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from .config import TestSettings
 from .errors import EnergyUsageError
 from .measurement import Measurement
@@ -17,6 +19,12 @@ from .workload import Workload
 if TYPE_CHECKING:
     from .session import EnergySession
 
+BENCHMARK_REPEAT = (
+    "this test uses pytest-benchmark's `benchmark`, which runs once per test, and measures energy once, "
+    "so its body cannot be repeated for energy trials: measure in a loop instead, "
+    "`for trial in energy.trials(): with energy.measure() as m: ...`, outside the benchmark() call"
+)
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -24,6 +32,9 @@ class Trial:
 
     index: int
     warmup: bool
+
+
+FIXTURE_KEY = pytest.StashKey["EnergyFixture"]()  # an item's `energy` fixture, for the hooks around its call
 
 
 class EnergyFixture:
@@ -99,6 +110,30 @@ class EnergyFixture:
             yield Trial(index, warmup=False)
 
     # -- body repetition (--energy-trials with a body that measures once) ------------------------------
+    @contextlib.contextmanager
+    def repeating(self, item: pytest.Function) -> Iterator[None]:
+        """While pytest calls the test function: a body that measured once is called again, as pytest-repeat
+        would, minus setup (`repeat_body`)."""
+        original = item.obj
+
+        def body(**kwargs):
+            result = original(**kwargs)
+            if "benchmark" in kwargs and self._would_repeat():
+                pytest.fail(BENCHMARK_REPEAT, pytrace=False)
+            self.repeat_body(lambda: original(**kwargs))
+            return result
+
+        item.obj = body
+        try:
+            yield
+        finally:
+            item.obj = original
+
+    def _would_repeat(self) -> bool:
+        """Whether repeat_body would call the body again (a body that measured once, and more windows wanted)."""
+        return (not self.drives_own_trials and len(self.measurements) == 1
+                and self.settings.warmup + self.settings.trials > 1)
+
     def repeat_body(self, call_body) -> None:
         """Call a test body that measured once again, as warm-up + trials, with the same fixtures."""
         if self.drives_own_trials or len(self.measurements) != 1:

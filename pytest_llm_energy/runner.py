@@ -116,12 +116,14 @@ def check_tokens(backend: Backend, workload: Workload, generation: Generation) -
 
 
 class WorkloadRunner:
-    """Runs binned workloads on a backend under a meter; remembers which shapes are warm this session."""
+    """Runs binned workloads on a backend under a meter; remembers which shapes are warm this session.
 
-    def __init__(self, meter: Meter, *, min_window_s: float | None = None, cooldown_celsius: float | None = None,
+    A window lasts at least the test's own minimum where it sets one, else the meter's (`Meter.min_window_s`,
+    which --energy-min-window sets for the session)."""
+
+    def __init__(self, meter: Meter, *, cooldown_celsius: float | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
         self.meter = meter
-        self.min_window_s = min_window_s if min_window_s is not None else meter.min_window_s
         self.cooldown_celsius = cooldown_celsius
         self.progress = progress or (lambda text: None)
         self._seconds_per_run: dict[tuple, float] = {}  # (backend, shape) -> seconds, once warm
@@ -129,7 +131,7 @@ class WorkloadRunner:
     def run(self, backend: Backend, workload: Workload, plan: TrialPlan,
             record: Callable[[Measurement], None], label: str = "", min_window_s: float | None = None) -> None:
         """Warm up (once per shape), then measure trials; each window goes to `record` at once."""
-        min_window = min_window_s if min_window_s is not None else self.min_window_s
+        min_window = min_window_s if min_window_s is not None else self.meter.min_window_s
         try:
             if backend.online:
                 self._run_online(backend, workload, plan, record, label, min_window)
@@ -167,7 +169,7 @@ class WorkloadRunner:
         A trial window that still came out under the minimum (the calls sped up) is kept as a warm-up, not
         compared, and measured again with more calls, at most twice.
         """
-        min_window = min_window_s if min_window_s is not None else self.min_window_s
+        min_window = min_window_s if min_window_s is not None else self.meter.min_window_s
         results = self._warm_up(work, plan, record, label, min_window)
         seconds_per_call = self._seconds_per_run.get(work.key)
         repeats = max(1, math.ceil(min_window * WINDOW_MARGIN / seconds_per_call)) if seconds_per_call else 1

@@ -54,9 +54,9 @@ SMALL = Workload(16, 8, 2)
 
 
 def run(backend, workload=SMALL, trials=3, warmup=1, min_window=0.2, runner=None):
-    runner = runner or WorkloadRunner(CpuTimeMeter(), min_window_s=min_window)
+    runner = runner or WorkloadRunner(CpuTimeMeter())
     measured = []
-    runner.run(backend, workload, plan(trials, warmup), measured.append)
+    runner.run(backend, workload, plan(trials, warmup), measured.append, min_window_s=min_window)
     return runner, measured
 
 
