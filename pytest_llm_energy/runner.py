@@ -201,8 +201,8 @@ class WorkloadRunner:
             measurement, results = self._window(work, 1, True)
             record(measurement)
         if plan.warmup:
-            # A warm-up call is slower than a warm one (the first of a shape cost 3-5x on an H200), so the
-            # window is planned from warm calls: the fastest of up to three, or of half a window's worth.
+            # A warm-up call is slower than a warm one (benchmarks/README.md section 3), so the window is
+            # planned from warm calls: the fastest of up to three, or of half a window's worth.
             timings = []
             while len(timings) < CALIBRATION_CALLS and sum(timings) < min_window / 2:
                 started = time.perf_counter()

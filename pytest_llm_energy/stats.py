@@ -33,7 +33,7 @@ The degrees of freedom of each estimate combine by Welch-Satterthwaite, and the 
 ``exp(d +- t * sqrt(V))`` at the chosen confidence. The trials' part counts the degrees of freedom a median
 sees (`median_trial_df`): a median's variance beyond a mean's moves with the trials' spread itself, so a
 difference of medians over its estimated se has lighter tails than Student's t at the spread's own degrees
-of freedom (at 3 trials a side, t at 4.8 rather than 4). Verdicts, with the tolerance band ``[1/(1+t), 1+t]``:
+of freedom (benchmarks/README.md section 5). Verdicts, with the tolerance band ``[1/(1+t), 1+t]``:
 
 * ``unchanged``: the interval lies inside the band;
 * ``regressed``: significant (p < 1 - confidence) and the estimate beyond the band; ``improved`` the mirror;
@@ -367,8 +367,7 @@ def median_trial_df(trial_df: int, cost: float, confidence: float) -> float:
     With normal trials, (median - mean) / s is free of location and scale, hence independent of the mean and
     of s (Basu's theorem). So a difference of medians over sqrt(cost) x its means' se is t_df / sqrt(cost) + V,
     V independent, of variance (cost - 1) / cost, taken as normal: lighter-tailed than t_df, since the part
-    of a median's variance beyond a mean's grows and shrinks with s itself. At three trials a side (df 4, cost
-    1.344) its 99.5% quantile is 4.11 (simulated: 4.10), as t's at 4.8 degrees of freedom, not 4.6 at 4.
+    of a median's variance beyond a mean's grows and shrinks with s itself (benchmarks/README.md section 5).
     """
     if trial_df <= 0 or cost <= 1 or not math.isfinite(trial_df):
         return float(trial_df)
@@ -455,10 +454,8 @@ def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evide
     # tests gave it (other tests may move otherwise than this one). Degrees of freedom by Satterthwaite, each
     # estimate's variance taken at the value the blend V gives it: Var(P) ~ 2 V^2 / w and Var(S^2) ~
     # 2 (V + trials' part)^2 / m. With quiet trials that is w + m, the conjugate prior's posterior; where
-    # trial noise makes most of the scatter, fewer. (Taken at the observed P and S^2 instead, a scatter large
-    # by chance, or far from P either way, cut the degrees of freedom (to about 3 where 3 runs scatter
-    # widely): a 3x rise at 3 vs 3 trials with 3 recorded runs was missed 1.2% of the time, and the prior
-    # still ruled after 10 steady runs.)
+    # trial noise makes most of the scatter, fewer. Taken at the observed P and S^2 instead, a scatter large
+    # by chance would cut them (benchmarks/README.md section 5).
     scatter = sum(np.sum((base_medians[:, g] - base_medians[:, g].mean(axis=1, keepdims=True)) ** 2, axis=1)
                   for g in groups) / within_df
     # what the trials put into that scatter: each card's runs' own part, as many times as the card adds

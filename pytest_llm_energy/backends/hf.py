@@ -1,18 +1,10 @@
 """The Hugging Face transformers backend: `model.generate` on one device, with the optimizations it offers.
 
-Static KV cache and torch.compile in transformers 5.x: use the path `generate` drives itself. With
-`cache_implementation="static"`, `generate` runs the prefill eagerly, which allocates the cache and marks its
-tensors as static addresses, then compiles only the one-token decode step with the `compile_config` it is
-given (default mode "reduce-overhead": inductor + CUDA graphs). Wrapping `model.forward` in
-`torch.compile(mode="reduce-overhead")` by hand also compiles the prefill: the cache is then allocated while
-dynamo traces, `mark_static_address` is skipped there (transformers' cache_utils: "prefill should never be
-compiled ... Without this, we cannot use cudagraphs"), and the CUDA-graph pool reuses the cache's memory.
-That is the likely cause of "accessing tensor output of CUDAGraphs that has been overwritten" seen with
-transformers 5.17 on an H200 (transformers PR #48199 traced the same error for encoder-decoder caches to
-this, and allocates those caches early). So this backend never compiles the forward itself: `compile=True`
-means static cache + a `CompileConfig`, and `static_cache=True` alone passes `disable_compile=True`, because
-on a GPU a static cache otherwise compiles by itself. benchmarks/hf_variants.py runs every combination on a
-GPU to confirm.
+Static KV cache and torch.compile take the path `generate` drives itself: `compile=True` means a static
+cache and a `CompileConfig` (generate compiles its own decode step), and `static_cache=True` alone passes
+`disable_compile=True`, because on a GPU a static cache otherwise compiles by itself. The backend never
+compiles `model.forward` by hand: that also compiles the prefill, and fails with CUDA graphs
+(benchmarks/README.md section 3, which `benchmarks/hf_variants.py` measures).
 """
 
 from __future__ import annotations

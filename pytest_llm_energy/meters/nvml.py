@@ -1,11 +1,10 @@
 """GPU energy from NVML's total-energy counter, with windows aligned to the counter's ticks.
 
-Facts this is built on (MEASUREMENTS.md, one H200): the mJ counter changes every ~100 ms and one read
-costs ~4 ms in a VM; a naive delta over identical 2 s windows of a steady load spread 1.8%, while a
-tick-aligned window spread 0.5%. So a window starts right after a tick (energy between that tick and
-the start is subtracted at instant power), and ends at the first tick after the work, less the instant
-power times the time from the end of the work to that tick. The counter covers the whole device, so
-other processes, throttling and power-limit changes during a window are recorded as flags.
+The counter moves in steps, a read has a cost, so a naive delta over a window spreads more than an aligned
+one (benchmarks/README.md section 1): a window starts right after a tick (energy between that tick and the
+start is subtracted at instant power), and ends at the first tick after the work, less the instant power
+times the time from the end of the work to that tick. The counter covers the whole device, so other
+processes, throttling and power-limit changes during a window are recorded as flags.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from ..measurement import (
 from .base import Meter
 
 COUNTER_MODULUS = 2**64  # nvmlDeviceGetTotalEnergyConsumption is an unsigned long long in mJ
-COUNTER_PERIOD_S = 0.1  # measured: the counter changes every ~100 ms
+COUNTER_PERIOD_S = 0.1  # how often the counter changes (benchmarks/README.md section 1)
 TICK_TIMEOUT_S = 0.5  # a counter that has not changed by then is treated as unaligned (and said so)
 MIN_PRECISE_WINDOW_S = 1.0  # below this, the power ramp and tick jitter cost more than 1% (measured)
 POWER_POLL_S = 0.02  # fallback integration step on devices without the energy counter
