@@ -245,11 +245,11 @@ def advise_command(args: argparse.Namespace) -> int:
 
 def _option_value(name: str):
     """An argparse type that checks a value as the plugin's option of that name does (one place per fact)."""
-    from .config import OPTIONS_BY_NAME
+    from .settings import RULE_OPTIONS
 
     def parse(text: str):
         try:
-            return OPTIONS_BY_NAME[name].parse(text)
+            return RULE_OPTIONS[name].parse(text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -257,7 +257,7 @@ def _option_value(name: str):
 
 
 def _configure_diff(parser: argparse.ArgumentParser) -> None:
-    from .config import OPTIONS_BY_NAME
+    from .settings import RULE_OPTIONS
     from .stats import DEFAULT_CONFIDENCE
 
     parser.add_argument(
@@ -273,7 +273,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=_option_value("tolerance"),
-        default=OPTIONS_BY_NAME["tolerance"].default,
+        default=RULE_OPTIONS["tolerance"].default,
         help="allowed relative change of J per output token (default: %(default)s)",
     )
     parser.add_argument(
@@ -283,7 +283,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
         help="confidence of the decision rule (default: %(default)s)",
     )
     for name in ("run_noise", "card_noise"):
-        option = OPTIONS_BY_NAME[name]
+        option = RULE_OPTIONS[name]
         parser.add_argument("--" + name.replace("_", "-"), type=_option_value(name), default=option.default,
                             help=f"as the plugin's {option.cli}: {option.cli_help}")
     parser.add_argument("--all", action="store_true", help="also list entries that did not change")

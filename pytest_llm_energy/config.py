@@ -7,7 +7,6 @@ EnergyUsageError naming the option or keyword and what it accepts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,62 +16,19 @@ from .baseline import DEFAULT_HISTORY
 from .errors import EnergyUsageError
 from .gpus import GPU_AUTO
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
-from .stats import DEFAULT_CARD_NOISE, DEFAULT_CONFIDENCE, DEFAULT_RUN_NOISE, Prior
-
-
-def _number(text, convert: Callable[[str], float], accept: Callable[[float], bool], unreadable: str,
-            out_of_range: str | None = None):
-    """A number from an option, ini value or marker keyword; `unreadable` / `out_of_range` say what was
-    expected (one text serves both where one says it all)."""
-    try:
-        value = convert(str(text).strip())
-    except ValueError:
-        raise ValueError(f"expected {unreadable}, got {text!r}") from None
-    try:
-        acceptable = math.isfinite(value) and accept(value)
-    except OverflowError:  # an integer of hundreds of digits
-        acceptable = False
-    if not acceptable:
-        raise ValueError(f"expected {out_of_range or unreadable}, got {text!r}")
-    return value
-
-
-def _positive_int(text) -> int:
-    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
-
-
-def _non_negative_int(text) -> int:
-    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
-
-
-def _fraction(text) -> float:
-    return _number(text, float, lambda v: 0 < v < 1, "a fraction such as 0.05 (5%)",
-                   "a fraction between 0 and 1 such as 0.05 (5%)")
-
-
-def _confidence(text) -> float:
-    return _number(text, float, lambda v: 0.5 <= v < 1, "a confidence such as 0.99 (99%)",
-                   "a confidence between 0.5 and 1 such as 0.99 (99%)")
-
-
-def _run_noise(text) -> float:
-    return _number(text, float, lambda v: 0 <= v < 1, "a fraction such as 0.05 (5%)",
-                   "a fraction in [0, 1) such as 0.05 (5%)")
-
-
-def _positive_float(text) -> float:
-    return _number(text, float, lambda v: v > 0, "a positive number")
-
-
-def _flag(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
+from .settings import (
+    CARD_NOISE,
+    CONFIDENCE,
+    RUN_NOISE,
+    TOLERANCE,
+    Option,
+    boolean,
+    non_empty_text,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from .stats import Prior
 
 
 def _gpu_key(text) -> str:
@@ -108,86 +64,49 @@ def _backend_option(text) -> tuple[str, Any]:
         raise ValueError(f"{key}: {error}") from None
 
 
-def _text(text) -> str:
-    value = str(text).strip()
-    if not value:
-        raise ValueError("expected a non-empty value")
-    return value
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # attribute name; the option is --energy-<name with dashes>, the ini key energy_<name>
-    parse: Callable[[Any], Any]
-    default: Any
-    help: str
-    flag: bool = False
-    repeat: bool = False  # given any number of times (ini: separated by whitespace); a tuple of values
-
-    @property
-    def cli(self) -> str:
-        return "--energy-" + self.name.replace("_", "-")
-
-    @property
-    def ini(self) -> str:
-        return "energy_" + self.name
-
-    @property
-    def cli_help(self) -> str:
-        """The help as argparse wants it: argparse %-formats option help (pytest's ini help is shown as is)."""
-        return self.help.replace("%", "%%")
-
-
 OPTIONS: tuple[Option, ...] = (
     Option("gpu", _gpu_key, GPU_AUTO, "which baseline set and meter: a GPU key (h100, h200, a100, ...) "
            "that must match the visible GPUs, 'auto' to derive it, or 'cpu' (default: auto)"),
     Option("backend", _backend, "hf", "backend for energy.run: hf, vllm or vllm-server (default: hf)"),
-    Option("model", _text, None, "model for energy.run: a packaged config (tiny-llama, llama-3.2-1b, "
+    Option("model", non_empty_text, None, "model for energy.run: a packaged config (tiny-llama, llama-3.2-1b, "
            "llama-3.1-8b, qwen2.5-0.5b; random weights), a hub id or a local path "
            f"(default: {DEFAULT_CPU_MODEL} on cpu, {DEFAULT_GPU_MODEL} on a GPU)"),
-    Option("baselines", _text, "baselines", "baselines folder, relative to the rootdir (default: baselines)"),
-    Option("update_baselines", _flag, False, "record this run's results as the new baselines", flag=True),
-    Option("prune_baselines", _flag, False, "with --energy-update-baselines: also remove the entries of tests "
+    Option("baselines", non_empty_text, "baselines", "baselines folder, relative to the rootdir (default: baselines)"),
+    Option("update_baselines", boolean, False, "record this run's results as the new baselines", flag=True),
+    Option("prune_baselines", boolean, False, "with --energy-update-baselines: also remove the entries of tests "
            "that are gone from the collected test files (a run of whole files only)", flag=True),
-    Option("tolerance", _fraction, 0.05, "allowed relative change of J per output token, as a fraction: 0.05 "
-           "is 5% (default: 0.05)"),
-    Option("trials", _positive_int, 5, "measured trials per test (default: 5)"),
-    Option("max_trials", _positive_int, None, "adaptive trials: keep measuring up to this many until "
+    TOLERANCE,
+    Option("trials", positive_int, 5, "measured trials per test (default: 5)"),
+    Option("max_trials", positive_int, None, "adaptive trials: keep measuring up to this many until "
            "the result decides against the tolerance (default: off, = --energy-trials)"),
-    Option("time_budget", _positive_float, None, "adaptive trials: stop adding trials to a test after "
+    Option("time_budget", positive_float, None, "adaptive trials: stop adding trials to a test after "
            "this many seconds (default: none)"),
-    Option("warmup", _non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
-    Option("confidence", _confidence, DEFAULT_CONFIDENCE,
-           f"confidence of the decision rule (default: {DEFAULT_CONFIDENCE})"),
-    Option("run_noise", _run_noise, DEFAULT_RUN_NOISE, "run-to-run spread of a test's median (a fraction) "
-           "that the verdict assumes until recorded runs, of the test and of its baselines set, show their own "
-           f"(default: {DEFAULT_RUN_NOISE})"),
-    Option("card_noise", _run_noise, DEFAULT_CARD_NOISE, "spread of a test's median from one GPU of a model to "
-           "another (a fraction), assumed until baselines recorded on several cards show their own; applied "
-           f"when this run's GPUs are none of the baseline's (default: {DEFAULT_CARD_NOISE}; 0 treats every "
-           "card of a model as one)"),
-    Option("history", _positive_int, DEFAULT_HISTORY, "recorded runs a baseline entry keeps; "
+    Option("warmup", non_negative_int, 1, "unmeasured warm-up runs per workload shape (default: 1)"),
+    CONFIDENCE,
+    RUN_NOISE,
+    CARD_NOISE,
+    Option("history", positive_int, DEFAULT_HISTORY, "recorded runs a baseline entry keeps; "
            f"--energy-update-baselines adds this run to them (default: {DEFAULT_HISTORY})"),
-    Option("min_window", _positive_float, None, "shortest measured window in seconds; short work is "
+    Option("min_window", positive_float, None, "shortest measured window in seconds; short work is "
            "repeated inside one window (default: the meter's, 1 s on NVML)"),
-    Option("cooldown_temp", _positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
+    Option("cooldown_temp", positive_float, 85.0, "before a trial, wait (up to 60 s) while a GPU is "
            "hotter than this many degrees C (default: 85)"),
-    Option("json", _text, None, "write the JSON report to this path"),
-    Option("md", _text, None, "write a Markdown report to this path"),
-    Option("plots", _text, None, "write PNG plots to this folder: J/token per bin, baseline vs current (needs matplotlib)"),
-    Option("strict", _flag, False, "fail tests whose verdict is new or inconclusive too", flag=True),
-    Option("allow_hardware_change", _flag, False,
+    Option("json", non_empty_text, None, "write the JSON report to this path"),
+    Option("md", non_empty_text, None, "write a Markdown report to this path"),
+    Option("plots", non_empty_text, None, "write PNG plots to this folder: J/token per bin, baseline vs current (needs matplotlib)"),
+    Option("strict", boolean, False, "fail tests whose verdict is new or inconclusive too", flag=True),
+    Option("allow_hardware_change", boolean, False,
            "compare with baselines recorded on another GPU model (refused by default)", flag=True),
-    Option("ab", _text, None, "A/B: run the energy tests in two arms turn about on this machine's GPU and judge "
+    Option("ab", non_empty_text, None, "A/B: run the energy tests in two arms turn about on this machine's GPU and judge "
            "B against A: arm A in this Python interpreter (another environment's bin/python; it needs "
            "pytest-llm-energy and pytest-xdist), arm B in the current one (default: off)"),
     Option("ab_env", _key_value, (), "A/B: an environment variable of arm A only, KEY=VALUE (repeatable)",
            repeat=True),
     Option("ab_option", _backend_option, (), "A/B: a backend option of arm A's energy.run, KEY=VALUE such as "
            "compile=true (repeatable)", repeat=True),
-    Option("no_reference", _flag, False, "skip the reference kernels a GPU run measures before its tests "
+    Option("no_reference", boolean, False, "skip the reference kernels a GPU run measures before its tests "
            "(a bf16 matmul and a copy, about 2 s each, kept with each recorded run)", flag=True),
-    Option("cpu_watts_per_core", _positive_float, 10.0,
+    Option("cpu_watts_per_core", positive_float, 10.0,
            "watts per busy core for the CPU-time estimate where RAPL is unreadable (default: 10)"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -246,14 +165,14 @@ def read_options(get_option: Callable[[str], Any], get_ini: Callable[[str], Any]
 # Marker keywords: name -> parser. Workload and backend keywords feed energy.run(); the backend ones are the
 # fields of BackendOptions, checked by their type.
 _PARSER_FOR_TYPE: dict[str, Callable[[Any], Any]] = {
-    "str": _text, "bool": _flag, "int": _positive_int, "int | None": _positive_int, "float": _positive_float,
+    "str": non_empty_text, "bool": boolean, "int": positive_int, "int | None": positive_int, "float": positive_float,
 }
 _BACKEND_OPTION_KEYWORDS: dict[str, Callable[[Any], Any]] = {
     name: _PARSER_FOR_TYPE[kind] for name, kind in BackendOptions.field_types().items()
 }
 _WORKLOAD_KEYWORDS: dict[str, Callable[[Any], Any]] = {
-    "input_tokens": _positive_int, "output_tokens": _positive_int, "batch_size": _positive_int,
-    "decoding": lambda v: v, "seed": _non_negative_int,
+    "input_tokens": positive_int, "output_tokens": positive_int, "batch_size": positive_int,
+    "decoding": lambda v: v, "seed": non_negative_int,
 }
 _SETTING_KEYWORDS = ("tolerance", "trials", "max_trials", "time_budget", "warmup", "confidence", "run_noise",
                      "card_noise", "min_window", "strict", "model", "backend")

@@ -38,7 +38,8 @@ from .meters.base import Meter
 from .models import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL
 from .outcome import outcome
 from .progress import ProgressLine
-from .reference import card_scale, measure_reference
+from .reference import card_scale
+from .reference_kernels import measure_reference
 from .report import write_run_reports
 from .result import Arm, TestResult
 from .run_report import RunReport, results_by_test

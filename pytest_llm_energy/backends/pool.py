@@ -29,7 +29,7 @@ class BackendPool:
         return self._backend
 
     def get(self, name: str, model: ModelSpec, options: BackendOptions, batch_size: int) -> Backend:
-        from . import backend_class
+        from .registry import backend_class
 
         cls = backend_class(name)
         key = (name, model, cls.load_key(options, batch_size))
