@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_llm_energy.ab import pair
+from pytest_llm_energy.plugin.ab import pair
 
 TESTS = "benchmarks/ab"
 TOLERANCE = 0.02  # the band a +5% change must clear; A/A false alarms are counted against the same band

@@ -29,10 +29,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from pytest_llm_energy.baseline import BaselineStore, entry_workload, read_set
-from pytest_llm_energy.judge import judge
-from pytest_llm_energy.reference import card_scale
-from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare
+from pytest_llm_energy.core.baseline import BaselineStore, entry_workload, read_set
+from pytest_llm_energy.core.judge import judge
+from pytest_llm_energy.core.reference import card_scale
+from pytest_llm_energy.core.stats import VERDICTS, Evidence, Prior, Run, compare
 
 
 def report_runs(reports: list[Path]) -> dict[str, list[dict]]:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_llm_energy.baseline import read_set
-from pytest_llm_energy.reference import card_scale, prefill_bound
+from pytest_llm_energy.core.baseline import read_set
+from pytest_llm_energy.core.reference import card_scale, prefill_bound
 
 # Each division: (reference, workload) -> the log of what a run's J/token is divided by.
 DIVISIONS = {

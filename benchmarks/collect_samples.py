@@ -76,7 +76,7 @@ def matmul_iterations(seconds: float) -> int:
 def hf_measure(runner, backend, batch: int):
     """One window per call; +X% generates ceil(128 x (1 + X/100)) tokens per request, counted as 128."""
     from pytest_llm_energy import Workload
-    from pytest_llm_energy.trials import TrialPlan
+    from pytest_llm_energy.plugin.trials import TrialPlan
 
     nominal = 128
     plan = TrialPlan(warmup=1, trials=1, max_trials=1)
@@ -98,11 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", help="run only these workloads")
     args = parser.parse_args(argv)
 
-    from pytest_llm_energy.backends import BackendPool
-    from pytest_llm_energy.backends.base import BackendOptions
-    from pytest_llm_energy.meters.nvml import NvmlMeter
-    from pytest_llm_energy.models import resolve_model
-    from pytest_llm_energy.runner import WorkloadRunner
+    from pytest_llm_energy.core.backend_options import BackendOptions
+    from pytest_llm_energy.core.models import resolve_model
+    from pytest_llm_energy.plugin.backends import BackendPool
+    from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
+    from pytest_llm_energy.plugin.runner import WorkloadRunner
 
     meter = NvmlMeter()
     meter.idle_watts()

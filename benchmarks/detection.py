@@ -1,6 +1,6 @@
 """The decision rule's rates, simulated: false alarms, interval coverage, detection, at the plugin's defaults.
 
-Runs `pytest_llm_energy.stats.compare_arrays`, the very code the plugin judges with, on simulated runs. A
+Runs `pytest_llm_energy.core.stats.compare_arrays`, the very code the plugin judges with, on simulated runs. A
 test's level is fixed; every run (a pytest process) moves it by a random offset of sd `drift` (run-to-run
 scatter, unknown to the rule); every trial adds lognormal noise of sd `noise`. The baseline is K recorded
 runs of n trials each; the current run has n trials and, for detection, a true rise. For each cell of
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytest_llm_energy import stats
+from pytest_llm_energy.core import stats
 
 DRIFTS = (0.0, 0.02, 0.06)
 NOISES = (0.005, 0.02, 0.05, 0.10, 0.15)
@@ -164,7 +164,7 @@ def label(cell: Cell) -> str:
 def markdown(rows: list[dict], args, seconds: float) -> str:
     lines = [
         "# The decision rule, simulated (`benchmarks/detection.py`)", "",
-        f"Rule: `pytest_llm_energy.stats.compare_arrays` at the plugin's defaults: tolerance {args.tolerance:.0%}, "
+        f"Rule: `pytest_llm_energy.core.stats.compare_arrays` at the plugin's defaults: tolerance {args.tolerance:.0%}, "
         f"confidence {args.confidence:.0%}, run-noise prior {stats.DEFAULT_RUN_NOISE:.0%} (weight "
         f"{stats.PRIOR_WEIGHT}), each test one of a set of {args.set_size} recorded alike. {args.reps} replicates a cell, seed {args.seed}, "
         f"{seconds:.0f} s on a CPU. Drift: sd of a run's level; noise: sd of a trial; a baseline of K recorded runs "

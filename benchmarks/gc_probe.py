@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy import runner
+from pytest_llm_energy.plugin import runner
 
 _state = {"in_trial": False, "started": 0.0, "test": None}
 _tests: list[dict] = []

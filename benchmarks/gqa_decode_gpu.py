@@ -19,7 +19,7 @@ import types
 import torch
 import transformers.integrations.sdpa_attention as sdpa
 
-from pytest_llm_energy.meters.nvml import NvmlMeter
+from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
 LAYERS, HEADS, KV_HEADS, HEAD_DIM = 16, 32, 8, 64
 BATCH, CACHE, FILLED = 32, 2048 + 512, 2048 + 256

@@ -10,7 +10,7 @@ On a GPU (what it is for):
 On the CPU (a quick check that every code path runs):
     python benchmarks/hf_variants.py --device cpu --model tiny-llama --out /tmp/hf-variants
 
-Variants (see pytest_llm_energy/backends/hf.py for why the backend uses the "static+compile" path):
+Variants (see pytest_llm_energy/plugin/backends/hf.py for why the backend uses the "static+compile" path):
   eager-attn                       attn_implementation="eager", dynamic cache
   sdpa                             SDPA attention, dynamic cache (transformers' default)
   sdpa+static                      static cache, disable_compile=True (no compilation anywhere)
@@ -44,10 +44,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pytest_llm_energy.backends.base import BackendOptions  # noqa: E402
-from pytest_llm_energy.backends.hf import HFBackend  # noqa: E402
-from pytest_llm_energy.models import resolve_model  # noqa: E402
-from pytest_llm_energy.workload import Workload  # noqa: E402
+from pytest_llm_energy.core.backend_options import BackendOptions  # noqa: E402
+from pytest_llm_energy.core.models import resolve_model  # noqa: E402
+from pytest_llm_energy.core.workload import Workload  # noqa: E402
+from pytest_llm_energy.plugin.backends.hf import HFBackend  # noqa: E402
 
 # measure(fn) runs fn once and returns (seconds, joules or None).
 Measure = Callable[[Callable[[], object]], tuple[float, float | None]]
@@ -111,11 +111,11 @@ def make_measure(kind: str, device: str) -> Measure:
     if kind == "time":
         return time_only(device)
     if kind == "nvml":
-        from pytest_llm_energy.meters.nvml import NvmlMeter
+        from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
         return with_meter(NvmlMeter(), device)
     if kind == "cpu-time":
-        from pytest_llm_energy.meters.cpu import CpuTimeMeter
+        from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
 
         return with_meter(CpuTimeMeter(), device)
     raise SystemExit(f"--meter {kind!r}: use time, nvml or cpu-time")

@@ -5,7 +5,7 @@ for part of every step (busy 55-94%, benchmarks/README.md section 10). If the ho
 slower in one process than in another, the window is longer at the same GPU work, and the card's power over
 the longer gaps lands in J/token. This measures both halves on one GPU runner:
 
-1. each CPU core's speed on a fixed pure-Python loop (the plugin's host probe, pytest_llm_energy/host.py, with
+1. each CPU core's speed on a fixed pure-Python loop (the plugin's host probe, pytest_llm_energy/plugin/host.py, with
    a loop 3x as long: a thread pinned to each core in turn, several rounds);
 2. one compiled bin (Llama-3.2-1B config, random weights) measured with the main thread pinned to the
    fastest and the slowest cores, and unpinned, the settings taken in turn, several rounds.
@@ -37,11 +37,11 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pytest_llm_energy import host  # noqa: E402
-from pytest_llm_energy.backends.base import BackendOptions  # noqa: E402
-from pytest_llm_energy.backends.hf import HFBackend  # noqa: E402
-from pytest_llm_energy.models import resolve_model  # noqa: E402
-from pytest_llm_energy.workload import Workload  # noqa: E402
+from pytest_llm_energy.core.backend_options import BackendOptions  # noqa: E402
+from pytest_llm_energy.core.models import resolve_model  # noqa: E402
+from pytest_llm_energy.core.workload import Workload  # noqa: E402
+from pytest_llm_energy.plugin import host  # noqa: E402
+from pytest_llm_energy.plugin.backends.hf import HFBackend  # noqa: E402
 
 LOOP_N = 300_000  # the plugin's host probe loop (host.py), 3x as long: a few tens of ms on a server core
 
@@ -221,7 +221,7 @@ def main() -> None:
         return
     if args.out is None:
         parser.error("--out is required to measure")
-    from pytest_llm_energy.meters.nvml import NvmlMeter
+    from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
     facts = host_facts()
     cores = facts["affinity"]

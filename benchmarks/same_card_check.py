@@ -23,9 +23,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_llm_energy.baseline import BaselineEntry
-from pytest_llm_energy.judge import judge
-from pytest_llm_energy.stats import Evidence, Prior, Run
+from pytest_llm_energy.core.baseline import BaselineEntry
+from pytest_llm_energy.core.judge import judge
+from pytest_llm_energy.core.stats import Evidence, Prior, Run
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 DECODING_RUN_NOISE = 0.08  # suites/test_decoding.py's marker

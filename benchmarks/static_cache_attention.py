@@ -17,7 +17,7 @@ import torch
 import transformers
 import transformers.integrations.sdpa_attention as sdpa
 
-from pytest_llm_energy.models import resolve_model
+from pytest_llm_energy.core.models import resolve_model
 
 PROMPT, NEW_TOKENS, BATCH = 64, 8, 4
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llm_energy import Workload
-from pytest_llm_energy.meters.base import sync_device
+from pytest_llm_energy.plugin.meters.base import sync_device
 
 ROUNDS = int(os.environ.get("OVERHEAD_ROUNDS", "10"))
 # Batch 32 by default: on HF eager, batch 8's spread (~15%) drowns a 1% difference. OVERHEAD_COMPILE=1 runs

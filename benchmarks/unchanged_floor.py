@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pytest_llm_energy.stats import Evidence, Run, compare  # noqa: E402
+from pytest_llm_energy.core.stats import Evidence, Run, compare  # noqa: E402
 
 RUN_NOISE = (0.005, 0.0105, 0.0206, 0.028)  # the H200 suites by GPU busy, and all (`card_check.py --by-busy`)
 CARD_NOISE = (0.0, 0.005, 0.014, 0.022)  # 1.4%, 2.2%: three H200s, divided by the matmul reference (the rule then)

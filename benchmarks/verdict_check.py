@@ -49,9 +49,9 @@ def pytest_run(tests: str, baselines: Path, report: Path, update: bool, log) -> 
 
 
 def judge_scaled(baselines: Path, gpu: str, result: dict, factor: float) -> dict:
-    from pytest_llm_energy.baseline import BaselineStore
-    from pytest_llm_energy.judge import judge
-    from pytest_llm_energy.stats import Prior, Run
+    from pytest_llm_energy.core.baseline import BaselineStore
+    from pytest_llm_energy.core.judge import judge
+    from pytest_llm_energy.core.stats import Prior, Run
 
     store = BaselineStore(baselines, gpu)
     entry = store.lookup(result["nodeid"])

@@ -1,7 +1,7 @@
 """pytest-llm-energy: joules per output token of LLM inference as a tested property."""
 
-from .measurement import Measurement
-from .workload import Decoding, Workload
+from .core import __version__
+from .core.measurement import Measurement
+from .core.workload import Decoding, Workload
 
-__version__ = "0.1.0"
 __all__ = ["Decoding", "Measurement", "Workload", "__version__"]

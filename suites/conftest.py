@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llm_energy.binning import bin_params
+from pytest_llm_energy.core.binning import bin_params
 
 # The trace suites' batch sizes where a suite names none (the committed baselines hold these).
 GPU_BATCH_SIZES = (32,)

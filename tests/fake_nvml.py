@@ -74,7 +74,7 @@ class WallClock(Clock):
 def install_for_plugin_run(gpus: list[FakeGpu]) -> None:
     """From a pytester conftest: the plugin in that run sees `gpus`, with a 0.2 s idle window (real: 2 s)."""
     sys.modules["pynvml"] = FakeNvml(gpus, clock=WallClock())
-    import pytest_llm_energy.meters.nvml as nvml
+    import pytest_llm_energy.plugin.meters.nvml as nvml
 
     nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
 

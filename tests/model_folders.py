@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pytest_llm_energy.models import packaged_config_dir
+from pytest_llm_energy.core.models import packaged_config_dir
 
 
 def write_model_folder(folder: Path, *, tokenizer: bool = True, weights: bool = True, seed: int = 0) -> Path:

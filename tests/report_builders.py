@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from pytest_llm_energy.backends.base import BackendOptions
-from pytest_llm_energy.files import clean_for_json
+from pytest_llm_energy.core.backend_options import BackendOptions
+from pytest_llm_energy.core.files import clean_for_json
 
 
 def measured_result(input_tokens, output_tokens, batch_size, joules_per_token, backend="hf", model="tiny-llama"):

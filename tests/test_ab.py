@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.ab import mismatch, pair
-from pytest_llm_energy.errors import MeterError
-from pytest_llm_energy.measurement import Reading
-from pytest_llm_energy.meters.base import Meter
-from pytest_llm_energy.meters.cpu import CpuTimeMeter
-from pytest_llm_energy.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
-from pytest_llm_energy.outcome import failure_message
-from pytest_llm_energy.result import TestResult
+from pytest_llm_energy.core.errors import MeterError
+from pytest_llm_energy.core.measurement import Reading
+from pytest_llm_energy.core.result import TestResult
+from pytest_llm_energy.plugin.ab import mismatch, pair
+from pytest_llm_energy.plugin.meters.base import Meter
+from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
+from pytest_llm_energy.plugin.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
+from pytest_llm_energy.plugin.outcome import failure_message
 
 pytest.importorskip("xdist")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llm_energy.advise import advise
-from pytest_llm_energy.binning import Bin, bin_table
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.results import load_many
+from pytest_llm_energy.cli.advise import advise
+from pytest_llm_energy.core.binning import Bin, bin_table
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.core.results import load_many
 
 from .report_builders import measured_result, write_report
 

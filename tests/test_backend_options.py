@@ -9,7 +9,7 @@ import importlib.util
 
 import pytest
 
-from pytest_llm_energy.backends.base import BackendOptions
+from pytest_llm_energy.core.backend_options import BackendOptions
 
 TEST_FILE = """
 from pytest_llm_energy import Workload
@@ -48,7 +48,7 @@ def test_keywords_split_into_fields_and_extra():
 
 
 def test_a_vllm_engine_asks_for_vllms_share_or_what_is_free():
-    from pytest_llm_energy.backends.placement import memory_share
+    from pytest_llm_energy.plugin.backends.placement import memory_share
 
     gib = 1 << 30
     assert memory_share(79 * gib, 80 * gib) == 0.9  # an empty card: vLLM's own default

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from pytest_llm_energy.backends import BackendOptions, BackendPool, backend_class
-from pytest_llm_energy.backends.vllm_common import engine_arguments, server_flags
-from pytest_llm_energy.errors import BackendError, EnergyUsageError
-from pytest_llm_energy.models import resolve_model
-from pytest_llm_energy.workload import Workload
+from pytest_llm_energy.core.errors import BackendError, EnergyUsageError
+from pytest_llm_energy.core.models import resolve_model
+from pytest_llm_energy.core.workload import Workload
+from pytest_llm_energy.plugin.backends import BackendOptions, BackendPool, backend_class
+from pytest_llm_energy.plugin.backends.vllm_common import engine_arguments, server_flags
 
 from .model_folders import write_model_folder
 

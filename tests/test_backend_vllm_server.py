@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.backends import BackendOptions, backend_class
-from pytest_llm_energy.backends.loadgen import CompletionRequest, LoadSpec, run_metered_load
-from pytest_llm_energy.backends.server_process import group_alive
-from pytest_llm_energy.errors import BackendError, EnergyUsageError
-from pytest_llm_energy.meters.cpu import CpuTimeMeter
-from pytest_llm_energy.models import resolve_model
-from pytest_llm_energy.workload import Workload
+from pytest_llm_energy.core.errors import BackendError, EnergyUsageError
+from pytest_llm_energy.core.models import resolve_model
+from pytest_llm_energy.core.workload import Workload
+from pytest_llm_energy.plugin.backends import BackendOptions, backend_class
+from pytest_llm_energy.plugin.backends.loadgen import CompletionRequest, LoadSpec, run_metered_load
+from pytest_llm_energy.plugin.backends.server_process import group_alive
+from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
 
 pytestmark = pytest.mark.vllm
 
@@ -211,7 +211,7 @@ def test_a_server_that_cannot_start_names_its_log(tmp_path):
 # -- the exit paths of the test process itself, each in a child Python that starts a real server -------------
 _CHILD = textwrap.dedent("""
     import os, sys, time
-    from pytest_llm_energy.backends.server_process import ServerProcess
+    from pytest_llm_energy.plugin.backends.server_process import ServerProcess
     server = ServerProcess([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
                             {model!r}, "--load-format", "dummy", "--skip-tokenizer-init"],
                            env={{**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}}, name="vllm-server")

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from pytest_llm_energy.baseline import BaselineStore, read_file, relative_path_for
-from pytest_llm_energy.errors import BaselineError
+from pytest_llm_energy.core.baseline import BaselineStore, read_file, relative_path_for
+from pytest_llm_energy.core.errors import BaselineError
 
 
 def entry(value=0.5):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llm_energy.binning import (
+from pytest_llm_energy.core.binning import (
     DEFAULT_INPUT_EDGES,
     DEFAULT_OUTPUT_EDGES,
     WEIGHT_MARKER,
@@ -14,8 +14,8 @@ from pytest_llm_energy.binning import (
     bin_table,
     trace_bins,
 )
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.workload import Decoding, Workload
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.core.workload import Decoding, Workload
 
 # Request counts per bin with the default edges, computed outside this package from the CSV files with
 #   awk -F, 'NR>1{gsub(/\r/,""); i=$2+0; o=$3+0; if (i>8192 || o>512) next;
@@ -202,7 +202,7 @@ def test_bin_params_drive_a_parametrized_test(pytester):
     pytester.makeini("[pytest]\nmarkers =\n    energy_weight: share of a trace\n")
     pytester.makepyfile("""
         import pytest
-        from pytest_llm_energy.binning import bin_params
+        from pytest_llm_energy.core.binning import bin_params
 
         @pytest.mark.parametrize("workload", bin_params("azure-conv", top_k=2, batch_sizes=(1, 8)))
         def test_chat(workload, request):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llm_energy import __version__
-from pytest_llm_energy.baseline import SCHEMA, BaselineStore
 from pytest_llm_energy.cli import main
+from pytest_llm_energy.core.baseline import SCHEMA, BaselineStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CHAT = "suites/test_chat.py::test_chat[in512-out128-b8-greedy]"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.baseline import read_set
-from pytest_llm_energy.gpus import key_for_name
+from pytest_llm_energy.core.baseline import read_set
+from pytest_llm_energy.core.gpus import key_for_name
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_FOLDERS = sorted(p for p in (ROOT / "baselines").iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_llm_energy.baseline import BaselineSet, BaselineStore
-from pytest_llm_energy.baseline import read_set as read_baseline_set
-from pytest_llm_energy.baseline import read_set_at as read_baseline_set_at
-from pytest_llm_energy.cells import DETAILS_AFTER_ROWS
-from pytest_llm_energy.diff import DIFF_SCHEMA, REMOVED, diff_baselines
-from pytest_llm_energy.errors import BaselineError, EnergyUsageError
-from pytest_llm_energy.judge import judge
-from pytest_llm_energy.stats import Evidence, Prior
-from pytest_llm_energy.views import render_entries, render_json, render_markdown, render_terminal
+from pytest_llm_energy.cli.diff import DIFF_SCHEMA, REMOVED, diff_baselines
+from pytest_llm_energy.cli.views import render_entries, render_json, render_markdown, render_terminal
+from pytest_llm_energy.core.baseline import BaselineSet, BaselineStore
+from pytest_llm_energy.core.baseline import read_set as read_baseline_set
+from pytest_llm_energy.core.baseline import read_set_at as read_baseline_set_at
+from pytest_llm_energy.core.cells import DETAILS_AFTER_ROWS
+from pytest_llm_energy.core.errors import BaselineError, EnergyUsageError
+from pytest_llm_energy.core.judge import judge
+from pytest_llm_energy.core.stats import Evidence, Prior
 
 STEADY = [1.0, 1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99]
 STACK = {

@@ -12,13 +12,13 @@ import json
 
 import pytest
 
-from pytest_llm_energy.backends.base import BackendOptions
-from pytest_llm_energy.baseline import BaselineStore
-from pytest_llm_energy.binning import Bin, bin_table
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.estimate import estimate_workload, nearest_measured, workload_delta
-from pytest_llm_energy.files import clean_for_json
-from pytest_llm_energy.results import configuration_label, load_many, load_results
+from pytest_llm_energy.cli.estimate import estimate_workload, nearest_measured, workload_delta
+from pytest_llm_energy.core.backend_options import BackendOptions
+from pytest_llm_energy.core.baseline import BaselineStore
+from pytest_llm_energy.core.binning import Bin, bin_table
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.core.files import clean_for_json
+from pytest_llm_energy.core.results import configuration_label, load_many, load_results
 
 TRACE_ROWS = [(100, 10)] * 6 + [(300, 50)] * 3 + [(200, 12), (9000, 5), (10, 600)]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.flops import (
+from pytest_llm_energy.cli.flops import (
     ModelShape,
     decode_flops,
     ideal_energy,
@@ -14,7 +13,8 @@ from pytest_llm_energy.flops import (
     workload_flops,
     workload_ideal,
 )
-from pytest_llm_energy.workload import Workload
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.core.workload import Workload
 
 TINY = {
     "num_hidden_layers": 2,

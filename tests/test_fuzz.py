@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_llm_energy import fingerprint
-from pytest_llm_energy.baseline import SCHEMA, BaselineStore, read_file
-from pytest_llm_energy.errors import BaselineError, TraceError
-from pytest_llm_energy.traces import MAX_TOKENS, read_trace_file
+from pytest_llm_energy.core import fingerprint
+from pytest_llm_energy.core.baseline import SCHEMA, BaselineStore, read_file
+from pytest_llm_energy.core.errors import BaselineError, TraceError
+from pytest_llm_energy.core.traces import MAX_TOKENS, read_trace_file
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CURRENT_STACK = fingerprint.collect({"gpu_name": None, "gpu_count": 0, "driver": None, "power_limit_watts": None})

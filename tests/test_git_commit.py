@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from pytest_llm_energy.fingerprint import git_commit
+from pytest_llm_energy.core.fingerprint import git_commit
 
 
 def git(repo, *args):

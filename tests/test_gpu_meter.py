@@ -4,14 +4,14 @@ import time
 
 import pytest
 
-from pytest_llm_energy.errors import EnergyUsageError
+from pytest_llm_energy.core.errors import EnergyUsageError
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def meter():
-    from pytest_llm_energy.meters.nvml import NvmlMeter
+    from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
     try:
         return NvmlMeter()
@@ -57,7 +57,7 @@ def _busy(torch, cuda_index: int, seconds: float) -> None:
 def test_a_meter_on_one_gpu_does_not_count_work_on_another(meter):
     """What xdist's one-GPU-per-worker relies on: a window on GPU A is blind to work on GPU B."""
     torch = pytest.importorskip("torch")
-    from pytest_llm_energy.meters.nvml import NvmlMeter
+    from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
     if len(meter.devices) < 2 or torch.cuda.device_count() < 2:
         pytest.skip("needs two visible GPUs")
@@ -99,7 +99,7 @@ def test_busy_share_tells_a_busy_gpu_from_one_that_waits_on_the_host(meter):
 
 def test_reference_kernels_measure_compute_and_memory_energy(meter):
     pytest.importorskip("torch")
-    from pytest_llm_energy.reference import measure_reference
+    from pytest_llm_energy.plugin.reference_kernels import measure_reference
 
     reference = measure_reference(meter, seconds=1.2)
     assert reference is not None

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from pytest_llm_energy.cli import SUBCOMMANDS
-from pytest_llm_energy.config import OPTIONS
+from pytest_llm_energy.plugin.config import OPTIONS
 
 WIDE = {**os.environ, "COLUMNS": "4000"}  # no wrapping: each help text stays on one line
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy import host
-from pytest_llm_energy.host import HostProbe, probe_host
-from pytest_llm_energy.summary import host_line
+from pytest_llm_energy.plugin import host
+from pytest_llm_energy.plugin.host import HostProbe, probe_host
+from pytest_llm_energy.plugin.summary import host_line
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs per-thread CPU sets")
 

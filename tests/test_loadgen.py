@@ -12,7 +12,8 @@ import statistics
 
 import pytest
 
-from pytest_llm_energy.backends.loadgen import (
+from pytest_llm_energy.core.errors import BackendError, EnergyUsageError
+from pytest_llm_energy.plugin.backends.loadgen import (
     CompletionRequest,
     LoadPhases,
     LoadRun,
@@ -21,7 +22,6 @@ from pytest_llm_energy.backends.loadgen import (
     arrival_offsets,
     run_load,
 )
-from pytest_llm_energy.errors import BackendError, EnergyUsageError
 
 
 @pytest.mark.parametrize("arrival, burstiness", [("poisson", 1.0), ("gamma", 0.5), ("gamma", 4.0)])
@@ -182,8 +182,8 @@ def test_a_server_error_names_the_status(web):
 
 
 def test_metered_load_opens_the_window_at_the_steady_state_and_closes_it_at_the_tail(web):
-    from pytest_llm_energy.backends.loadgen import run_metered_load
-    from pytest_llm_energy.meters.cpu import CpuTimeMeter
+    from pytest_llm_energy.plugin.backends.loadgen import run_metered_load
+    from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
 
     async def scenario():
         runner, url = await _serve(web, token_gap_s=0.005)
@@ -204,8 +204,8 @@ def test_metered_load_opens_the_window_at_the_steady_state_and_closes_it_at_the_
 
 
 def test_metered_load_that_fails_opens_no_window(web):
-    from pytest_llm_energy.backends.loadgen import run_metered_load
-    from pytest_llm_energy.meters.cpu import CpuTimeMeter
+    from pytest_llm_energy.plugin.backends.loadgen import run_metered_load
+    from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
 
     class CountingMeter(CpuTimeMeter):
         begun = 0
@@ -234,7 +234,7 @@ def test_metered_load_that_fails_opens_no_window(web):
 
 
 def test_a_rate_limited_load_starts_from_what_arrives_in_a_few_windows():
-    from pytest_llm_energy.backends.vllm_server import REQUESTS_PER_SLOT, first_request_count
+    from pytest_llm_energy.plugin.backends.vllm_server import REQUESTS_PER_SLOT, first_request_count
 
     # 16 slots at 2 requests/s: rounds of slots would be 64 requests, 32 s of arrivals for a 1 s window.
     assert first_request_count(LoadSpec(request_rate=2.0, max_concurrency=16), 1.0) == 4

@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from pytest_llm_energy.meters.cpu import CpuTimeMeter, cpu_seconds_between, process_tree_cpu_seconds
+from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter, cpu_seconds_between, process_tree_cpu_seconds
 
 BURN_THEN_WAIT = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(60)"
 

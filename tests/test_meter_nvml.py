@@ -4,15 +4,15 @@ import os
 
 import pytest
 
-from pytest_llm_energy.errors import EnergyUsageError, MeterError
-from pytest_llm_energy.measurement import (
+from pytest_llm_energy.core.errors import EnergyUsageError, MeterError
+from pytest_llm_energy.core.measurement import (
     FLAG_BELOW_TICK,
     FLAG_OTHER_PROCESSES,
     FLAG_POWER_INTEGRATED,
     FLAG_POWER_LIMIT_CHANGED,
     FLAG_SHORT_WINDOW,
 )
-from pytest_llm_energy.meters.nvml import NvmlMeter, visible_devices
+from pytest_llm_energy.plugin.meters.nvml import NvmlMeter, visible_devices
 
 from .fake_nvml import Clock, FakeGpu, FakeNvml
 

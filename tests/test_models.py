@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pytest_llm_energy.errors import BackendError, EnergyUsageError
-from pytest_llm_energy.models import (
+from pytest_llm_energy.core.errors import BackendError, EnergyUsageError
+from pytest_llm_energy.core.models import (
     PACKAGED_MODELS,
     ModelSpec,
     model_parameter_count,

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from pytest_llm_energy.backends.base import BackendOptions
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.plots import comparison_bars, heatmaps, require_matplotlib, write_plots
-from pytest_llm_energy.result import TestResult
-from pytest_llm_energy.run_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, RunReport
+from pytest_llm_energy.core.backend_options import BackendOptions
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.core.plots import comparison_bars, heatmaps, require_matplotlib, write_plots
+from pytest_llm_energy.core.result import TestResult
+from pytest_llm_energy.core.run_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, RunReport
 
 BACKEND = {
     "backend": "hf",

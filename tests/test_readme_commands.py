@@ -235,8 +235,8 @@ def failed(command: Command, part: str, status: int | None, expected: str, outpu
 
 
 def gpu_visible() -> bool:
-    from pytest_llm_energy.errors import EnergyUsageError
-    from pytest_llm_energy.meters import detect_gpu_key
+    from pytest_llm_energy.core.errors import EnergyUsageError
+    from pytest_llm_energy.plugin.meters import detect_gpu_key
 
     try:
         return detect_gpu_key()[0] != "cpu"

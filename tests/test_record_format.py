@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from pytest_llm_energy.ab import pair, without_pair
-from pytest_llm_energy.files import clean_for_json
-from pytest_llm_energy.result import TestResult
+from pytest_llm_energy.core.files import clean_for_json
+from pytest_llm_energy.core.result import TestResult
+from pytest_llm_energy.plugin.ab import pair, without_pair
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=3", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy import reference
+from pytest_llm_energy.core import reference
 
 CONFTEST = """
 import sys
 sys.path.insert(0, {tests!r})
 import fake_nvml
-from pytest_llm_energy import reference, session
+from pytest_llm_energy.core import reference
+from pytest_llm_energy.plugin import session
 
 fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=300.0)])
 CALLS = []
@@ -82,7 +83,8 @@ TWO_CARDS = """
 import os, sys
 sys.path.insert(0, {tests!r})
 import fake_nvml
-from pytest_llm_energy import reference, session
+from pytest_llm_energy.core import reference
+from pytest_llm_energy.plugin import session
 
 watts = float(os.environ.get("FAKE_WATTS", "100"))
 fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=watts),
@@ -178,7 +180,8 @@ TWO_GPUS = """
 import sys
 sys.path.insert(0, {tests!r})
 import fake_nvml
-from pytest_llm_energy import reference, session
+from pytest_llm_energy.core import reference
+from pytest_llm_energy.plugin import session
 
 fake_nvml.install_for_plugin_run([fake_nvml.FakeGpu("GPU-aaaa", watts=300.0),
                                    fake_nvml.FakeGpu("GPU-bbbb", watts=300.0)])

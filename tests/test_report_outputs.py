@@ -8,10 +8,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from pytest_llm_energy import progress
-from pytest_llm_energy.cells import DETAILS_AFTER_ROWS
-from pytest_llm_energy.run_report import RunReport
-from pytest_llm_energy.summary import markdown
+from pytest_llm_energy.core.cells import DETAILS_AFTER_ROWS
+from pytest_llm_energy.core.run_report import RunReport
+from pytest_llm_energy.plugin import progress
+from pytest_llm_energy.plugin.summary import markdown
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=3", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 
@@ -198,8 +198,8 @@ def test_benchmark_json_carries_the_energy_result(pytester):
 # --- the progress line ------------------------------------------------------------------------------------
 
 PROGRESS_CONFTEST = """
-import pytest_llm_energy.progress
-pytest_llm_energy.progress.PROGRESS_AFTER_S = 0.0  # every trial, not only those of tests longer than 2 s
+import pytest_llm_energy.plugin.progress
+pytest_llm_energy.plugin.progress.PROGRESS_AFTER_S = 0.0  # every trial, not only those of tests longer than 2 s
 """
 
 

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from pytest_llm_energy import Workload
-from pytest_llm_energy.backends.base import Backend, BackendOptions, Generation
-from pytest_llm_energy.errors import BackendError
-from pytest_llm_energy.meters.cpu import CpuTimeMeter
-from pytest_llm_energy.models import resolve_model
-from pytest_llm_energy.runner import WorkloadRunner
-from pytest_llm_energy.trials import TrialPlan
+from pytest_llm_energy.core.errors import BackendError
+from pytest_llm_energy.core.models import resolve_model
+from pytest_llm_energy.plugin.backends.base import Backend, BackendOptions, Generation
+from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
+from pytest_llm_energy.plugin.runner import WorkloadRunner
+from pytest_llm_energy.plugin.trials import TrialPlan
 
 
 class BurnBackend(Backend):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import pytest_llm_energy
-from pytest_llm_energy.baseline import read_file
+from pytest_llm_energy.core.baseline import read_file
 
 PACKAGE = Path(pytest_llm_energy.__file__).parent
 QUIET = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:hypothesispytest")
@@ -155,9 +155,9 @@ def _flag_values(command: list[str], flag: str) -> list[str]:
 
 @pytest.mark.parametrize("extra", [(), (("host", "0.0.0.0"),)], ids=["default", "engine-option-asks-0.0.0.0"])
 def test_the_vllm_server_is_started_listening_on_loopback_only(monkeypatch, extra):
-    from pytest_llm_energy.backends import vllm_server
-    from pytest_llm_energy.backends.base import BackendOptions
-    from pytest_llm_energy.models import resolve_model
+    from pytest_llm_energy.core.backend_options import BackendOptions
+    from pytest_llm_energy.core.models import resolve_model
+    from pytest_llm_energy.plugin.backends import vllm_server
 
     monkeypatch.setattr(vllm_server, "ServerProcess", RecordedServer)
     monkeypatch.setattr(RecordedServer, "commands", [])
@@ -181,7 +181,7 @@ SHORT_TRAP = "%s{}{x}"  # `show` prints the first 12 characters of a commit
 
 
 def _trapped_entry(current_cpu: str, *, same_cpu: bool) -> dict:
-    from pytest_llm_energy import fingerprint
+    from pytest_llm_energy.core import fingerprint
 
     stack = fingerprint.collect({"gpu_name": None, "gpu_count": 0, "driver": None, "power_limit_watts": None})
     stack.update(torch=f"torch {TRAPS}", python=f"python {TRAPS}")
@@ -192,8 +192,8 @@ def _trapped_entry(current_cpu: str, *, same_cpu: bool) -> dict:
 
 
 def test_strings_in_a_baseline_reach_every_report_untouched_and_run_nothing(pytester, capsys):
-    from pytest_llm_energy import fingerprint
     from pytest_llm_energy.cli import main
+    from pytest_llm_energy.core import fingerprint
 
     pytester.makepyfile(test_traps="""
         def work(energy):

@@ -1,4 +1,4 @@
-"""Tests of the decision rule (pytest_llm_energy.stats) on constructed runs, plus its properties.
+"""Tests of the decision rule (pytest_llm_energy.core.stats) on constructed runs, plus its properties.
 
 The rule's rates (false alarms, coverage, detection) are measured by simulation in benchmarks/detection.py;
 these tests pin its behaviour case by case.
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from pytest_llm_energy import stats
-from pytest_llm_energy.stats import VERDICTS, Evidence, Prior, Run, compare, should_stop, summarize
+from pytest_llm_energy.core import stats
+from pytest_llm_energy.core.stats import VERDICTS, Evidence, Prior, Run, compare, should_stop, summarize
 
 TOLERANCE = 0.05
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_llm_energy import traces
-from pytest_llm_energy.binning import bin_table
-from pytest_llm_energy.errors import TraceError
-from pytest_llm_energy.traces import load_trace, read_trace_file
+from pytest_llm_energy.core import traces
+from pytest_llm_energy.core.binning import bin_table
+from pytest_llm_energy.core.errors import TraceError
+from pytest_llm_energy.core.traces import load_trace, read_trace_file
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:

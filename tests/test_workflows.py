@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_llm_energy.gpus import GPU_KINDS
+from pytest_llm_energy.core.gpus import GPU_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_energy import xdist_support
-from pytest_llm_energy.errors import EnergyUsageError
-from pytest_llm_energy.meters.nvml import NvmlMeter, visible_devices
-from pytest_llm_energy.xdist_support import GPU_INPUT_KEY, GpuAssignment, XdistHooks, check_worker_count
+from pytest_llm_energy.core.errors import EnergyUsageError
+from pytest_llm_energy.plugin import xdist_support
+from pytest_llm_energy.plugin.meters.nvml import NvmlMeter, visible_devices
+from pytest_llm_energy.plugin.xdist_support import (
+    GPU_INPUT_KEY,
+    GpuAssignment,
+    XdistHooks,
+    check_worker_count,
+)
 
 from .fake_nvml import Clock, FakeGpu, FakeNvml
 

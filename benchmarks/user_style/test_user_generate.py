@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from pytest_llm_energy.models import resolve_model
+from pytest_llm_energy.core.models import resolve_model
 
 INPUT_TOKENS, OUTPUT_TOKENS = 512, 256
 
