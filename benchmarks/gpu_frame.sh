@@ -14,7 +14,8 @@ frame_start() {
   trap 'exit 143' TERM  # killed at a time limit: still pack what ran (EXIT traps do not run on a signal)
   trap 'exit 130' INT
   export PYTHONUNBUFFERED=1
-  python3 -c "import pytest_llm_energy" 2>/dev/null ||
+  # The installed distribution, not the import: from the repo root the package imports without its entry point.
+  python3 -c "import importlib.metadata as m; m.distribution('pytest-llm-energy')" 2>/dev/null ||
       python3 -m pip install --quiet --no-deps --no-build-isolation -e . >"$work/install.log" 2>&1
   nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,temperature.gpu --format=csv \
       >"$work/gpus.csv" 2>&1

@@ -55,3 +55,22 @@ def test_a_vllm_engine_asks_for_vllms_share_or_what_is_free():
     # The test process holds 9 GiB (its CUDA context, an earlier backend's cache): 0.9 would not start.
     assert memory_share(71 * gib, 80 * gib) == 0.85
     assert memory_share(71 * gib, 80 * gib) * 80 * gib <= 71 * gib
+
+
+def test_a_gpu_without_flashinfer_samples_with_vllms_own_sampler(monkeypatch):
+    # On an H200, vLLM 0.22.1 imported FlashInfer for top-k/top-p sampling and every engine failed to start.
+    import importlib.util
+
+    from pytest_llm_energy.plugin.backends.vllm_common import vllm_environment
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "flashinfer" else real_find_spec(name, *args))
+    assert vllm_environment("cuda")["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
+    assert "VLLM_USE_FLASHINFER_SAMPLER" not in vllm_environment("cpu")
+    monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "1")  # the user's choice is kept
+    assert vllm_environment("cuda")["VLLM_USE_FLASHINFER_SAMPLER"] == "1"
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())  # installed: vLLM's default
+    assert "VLLM_USE_FLASHINFER_SAMPLER" not in vllm_environment("cuda")

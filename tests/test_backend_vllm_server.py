@@ -127,6 +127,16 @@ def test_online_measurement_counts_only_tokens_of_the_steady_window(server):
         assert latency[key] > 0
 
 
+def test_a_warm_up_window_leaves_the_request_count_of_the_trials_alone(server):
+    # A cold server's slow first requests made a warm-up grow the count; at 2 requests/s the trials of that
+    # process then measured windows five times longer, and more idle, than the next processes' (H200).
+    workload = Workload(input_tokens=32, output_tokens=8, batch_size=3)  # a shape no other test grew
+    server.measure_online(workload, CpuTimeMeter(), min_window_s=1.0, warmup=True)
+    assert [key for key in server._requests_needed if key[0] == workload.shape] == []
+    server.measure_online(workload, CpuTimeMeter(), min_window_s=1.0)
+    assert [key for key in server._requests_needed if key[0] == workload.shape] != []
+
+
 def test_every_attempt_at_an_online_window_starts_its_load_on_the_meters_turn(server):
     # Under --energy-ab each attempt is a window of the turn about, and the other arm may measure between
     # two: a load started before its turn ran out before its window opened, the window came out near empty,

@@ -239,7 +239,7 @@ class WorkloadRunner:
             samples.append(measurement.joules_per_output_token)
 
     def _online_window(self, backend: Backend, workload: Workload, min_window: float, warmup: bool) -> Measurement:
-        reading, generation = backend.measure_online(workload, self.meter, min_window)
+        reading, generation = backend.measure_online(workload, self.meter, min_window, warmup=warmup)
         if generation.output_tokens <= 0:
             raise BackendError("no output tokens were streamed inside the steady-state window")
         return Measurement.from_reading(

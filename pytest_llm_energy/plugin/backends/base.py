@@ -73,9 +73,10 @@ class Backend(ABC):
     def generate(self, prepared: Any) -> Generation:
         """Run the prepared workload once and return when all of its work has finished on the device."""
 
-    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float):
+    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float, warmup: bool = False):
         """Online backends: run the load, measure its steady state in a `meter.window`, return (Reading,
-        Generation). Every load starts on the meter's turn (`meter.reserve`), as it runs ahead of its window."""
+        Generation). Every load starts on the meter's turn (`meter.reserve`), as it runs ahead of its window.
+        A warm-up window (`warmup`) shapes nothing that later windows measure."""
         raise NotImplementedError(f"backend {self.name} is offline; the runner measures it")
 
     def close(self) -> None:  # noqa: B027 - most backends have something to free; a no-op is a valid default

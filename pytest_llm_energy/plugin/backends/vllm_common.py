@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from typing import TYPE_CHECKING
@@ -23,10 +24,14 @@ CPU_MAX_MODEL_LEN = 8192
 
 def vllm_environment(device: str) -> dict[str, str]:
     """Variables vLLM reads at import: the engine in this process (no spawned engine core that re-imports the
-    test module), and on the CPU a small KV cache. A value the user already set is kept."""
+    test module), on the CPU a small KV cache, and on a GPU without FlashInfer vLLM's own top-k/top-p sampler
+    (vLLM imports FlashInfer for sampling on CUDA by default, and without it an engine fails to start with
+    "No module named 'flashinfer'"). A value the user already set is kept."""
     wanted = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     if device == "cpu":
         wanted["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
+    elif importlib.util.find_spec("flashinfer") is None:
+        wanted["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
     return {name: os.environ.get(name, value) for name, value in wanted.items()}
 
 

@@ -140,8 +140,15 @@ class VLLMServerBackend(Backend):
                           requests=len(tokens), tokens_per_request=tokens, latency=run.latency())
 
     # -- the online measurement ------------------------------------------------------------------------------
-    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float) -> tuple[Reading, Generation]:
-        """Run a load long enough that its steady window lasts `min_window_s`; meter only that window."""
+    def measure_online(self, workload: Workload, meter: Meter, min_window_s: float,
+                       warmup: bool = False) -> tuple[Reading, Generation]:
+        """Run a load long enough that its steady window lasts `min_window_s`; meter only that window.
+
+        The count that gave a long enough window is kept for the next trials, but not from a warm-up: a cold
+        server's slow first requests shorten its windows, the count grows, and at a finite rate a longer run's
+        window holds more of the idle gaps between arrivals, so its J per token is not the trials'
+        (benchmarks/README.md section 11).
+        """
         request = self._request(workload)
         spec = self._load_spec(workload)
         key = (workload.shape, spec, min_window_s)
@@ -158,7 +165,8 @@ class VLLMServerBackend(Backend):
                 break
             # The window is the middle of the run; grow the whole run in proportion, with a margin.
             count = min(MAX_REQUESTS, math.ceil(count * max(2.0, 1.3 * min_window_s / max(window, 1e-3))))
-        self._requests_needed[key] = count
+        if not warmup:
+            self._requests_needed[key] = count
         inside = [r for r in run.records if r.token_times and begin <= r.token_times[0] <= end]
         finished = [r for r in run.records if begin <= r.finished_at <= end]
         latency = run.latency()
