@@ -135,9 +135,9 @@ class AbHooks:
             report.user_properties = [(key, value) for key, value in report.user_properties
                                       if not key.startswith("energy_")] + properties
         record = getattr(report, "energy_record", None)
-        if report.when != "call" or not record or "arm" not in record:
+        half = TestResult.from_dict(record) if report.when == "call" and record else None
+        if half is None or not half.is_arm_half:
             return
-        half = TestResult.from_dict(record)
         halves = self.halves.setdefault(half.nodeid, {})
         halves[half.arm.name] = half
         if len(halves) < 2:

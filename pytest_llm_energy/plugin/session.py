@@ -389,21 +389,21 @@ class EnergySession:
         self.outcomes[nodeid] = outcome
 
     # -- the end of the run -----------------------------------------------------------------------------------
-    def finish(self, session: pytest.Session, exitstatus: int) -> None:
+    def finish(self, pytest_session: pytest.Session, exitstatus: int) -> None:
         """Close what the run holds; the controller writes baselines and reports, once, and fails the run
         where it could not (never masking a test's own failure)."""
         if self.ab_arm:  # A/B: this arm's teardown (backends freed) overlaps none of the other's tests
             self.meter.finish()
         self.close()
         if not self.is_controller:
-            if self.deselected and hasattr(session.config, "workeroutput"):
-                session.config.workeroutput[xdist_support.DESELECTED_KEY] = True  # the controller cannot see it
+            if self.deselected and hasattr(pytest_session.config, "workeroutput"):
+                pytest_session.config.workeroutput[xdist_support.DESELECTED_KEY] = True  # the controller cannot see it
             return
         if self.progress_dir is not None:
             shutil.rmtree(self.progress_dir, ignore_errors=True)
         if self.ab is not None:
-            if self.ab.unpaired() and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a comparison asked for and not made
+            if self.ab.unpaired() and pytest_session.exitstatus == pytest.ExitCode.OK:
+                pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a comparison asked for and not made
             self.ab.close()
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         self.interrupted = interrupted
@@ -412,14 +412,14 @@ class EnergySession:
                 self.write_baselines()
             if held:  # the files are complete; now stop as Ctrl-C asked
                 self.interrupted = True
-                session.exitstatus = pytest.ExitCode.INTERRUPTED
+                pytest_session.exitstatus = pytest.ExitCode.INTERRUPTED
         options = self.options
         if self.records or options.json or options.md:  # a file asked for is always written
             self.plots, error = write_run_reports(self.report(self.pins()), json_path=options.json,
                                                   md_path=options.md, plots_folder=options.plots)
             self.write_error = self.write_error or error
-        if self.write_error and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.write_error and pytest_session.exitstatus == pytest.ExitCode.OK:
+            pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def close(self) -> None:
         if self._pool is not None:
