@@ -53,6 +53,8 @@ RESULT_KEY = pytest.StashKey[TestResult]()  # the result of an item's call, unti
 
 
 class EnergySession:
+    """One pytest process's run: what is in force, what it measured, and (the controller) every result."""
+
     def __init__(self, options: Options, gpu_key: str, rootdir: Path, *, is_controller: bool,
                  meter: Meter | None = None, progress: ProgressLine | None = None, worker: str | None = None,
                  xdist_workers: int = 0, ab_arm: str | None = None, ab_backend_options: Mapping | None = None,
@@ -108,7 +110,7 @@ class EnergySession:
             require_matplotlib()
         gpu_key = resolve_gpu_key(options.gpu)
         workerinput = getattr(config, "workerinput", None) or {}
-        estimating = workerinput.get("workercount", 0) > 1 and not options.ab
+        workers_share_cpu = workerinput.get("workercount", 0) > 1 and not options.ab
         session = cls(
             options, gpu_key, Path(config.rootpath), is_controller=not hasattr(config, "workerinput"),
             meter=_arm_meter(workerinput, gpu_key, options), progress=ProgressLine(config),
@@ -117,7 +119,7 @@ class EnergySession:
             baselines_given=checks.baselines_given(config),
             baselines_option=config.getoption("energy_baselines") is not None,
         )
-        if estimating and session.meter.estimated:
+        if workers_share_cpu and session.meter.estimated:
             session.shared_cpu = workerinput["workercount"]  # each result says its estimate is inflated
         if session.reads_baselines:
             checks.check_baselines_folder(session.store, given=session.baselines_given, update=session.update)
