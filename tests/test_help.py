@@ -65,3 +65,19 @@ def test_llm_energy_help(command):
     else:
         for name in SUBCOMMANDS:
             assert name in done.stdout
+
+
+def test_the_documented_marker_keywords_are_the_markers_own(tmp_path):
+    """docs/fixture.md's marker table lists exactly the keywords `pytest --markers` says the marker takes."""
+    import re
+    from pathlib import Path
+
+    markers = _flat(_run("-m", "pytest", "--markers", "-p", "no:cacheprovider", cwd=tmp_path).stdout)
+    line = re.search(r"@pytest\.mark\.energy\(\*\*settings\): (.*?)(?: @pytest\.mark\.|$)", markers).group(1)
+    # "...settings: tolerance, trials, ...; the workload of energy.run(): input_tokens, ...; backend options: ..."
+    taken = {name.strip() for group in line.split(";") for name in group.rsplit(":", 1)[1].split(",")}
+    page = (Path(__file__).resolve().parents[1] / "docs" / "fixture.md").read_text(encoding="utf-8")
+    table = page.split("### Marker keywords", 1)[1].split("###", 1)[0]
+    documented = {cell for row in table.splitlines() if row.startswith("| `")
+                  for cell in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert documented == taken

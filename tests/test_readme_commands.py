@@ -1,6 +1,8 @@
-"""Every command in README.md runs as written: extracted at run time, run in a scratch copy of the repository.
+"""Every command in README.md and docs/*.md runs as written: extracted at run time, run in a scratch copy of the
+repository.
 
-The README is read when the tests are collected, so the commands it shows are the ones tested. Rules:
+The README, then each page of docs/ in name order, is read when the tests are collected, so the commands they
+show are the ones tested. Rules:
 
 1. Only ```bash blocks hold commands (```python and plain ``` blocks are snippets and output). Each non-empty
    line is one command (a line starting with `#` is a comment); a trailing comment after two or more spaces
@@ -330,7 +332,9 @@ class Runner:
 # --- the tests ------------------------------------------------------------------------------------------
 
 README_TEXT = README.read_text(encoding="utf-8") if README.exists() else ""
-COMMANDS = readme_commands(README_TEXT)
+DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
+COMMANDS = readme_commands(README_TEXT) + [command for page in DOC_PAGES
+                                           for command in readme_commands(page.read_text(encoding="utf-8"))]
 CI_COMMAND = ci_test_command(README_TEXT)
 
 
