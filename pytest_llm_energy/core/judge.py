@@ -72,8 +72,8 @@ def judge(entry: BaselineEntry | None, current: Run, *, tolerance: float, confid
         )
     runs = entry.runs if entry else None
     others = evidence.besides(runs)
-    decision = compare(runs, current, tolerance, confidence=confidence, prior=prior, evidence=others,
-                       run_to_run=run_to_run)
+    decision = compare(runs, current, tolerance, confidence=confidence, prior=cpu_prior(prior, on_cpu),
+                       evidence=others, run_to_run=run_to_run)
     return Judgement.of(decision, current, stack_changes=changes, hardware_changes=hardware, refused=refused,
                         other_gpus=other_gpus(runs, current))
 
@@ -121,12 +121,19 @@ def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:
     return tuple(sorted({gpu for card in other_cards(runs, current) for gpu in card}))
 
 
+def cpu_prior(prior: Prior, on_cpu: bool) -> Prior:
+    """The prior as a CPU meter needs it: its windows move with the machine's other work, which moves whole
+    runs too, so runs are not assumed steadier than the trials (`Prior.at_least_trials`)."""
+    return replace(prior, at_least_trials=True) if on_cpu else prior
+
+
 def settled(entry: BaselineEntry | None, *, tolerance: float, prior: Prior, evidence: Evidence,
             gpus: frozenset[str], card_scale: float | None, min_trials: int, max_trials: int,
-            confidence: float) -> Callable[[Sequence[float]], bool]:
+            confidence: float, on_cpu: bool = False) -> Callable[[Sequence[float]], bool]:
     """For adaptive trials: whether the samples so far already decide, by the rule the judge will use."""
     runs = entry.runs if entry else None
     others = evidence.besides(runs)
+    prior = cpu_prior(prior, on_cpu)
 
     def decision_at(samples: Sequence[float], level: float) -> Decision:
         return compare(runs, Run.of(samples, gpus, card_scale=card_scale), tolerance, confidence=level,

@@ -143,6 +143,10 @@ class Prior:
 
     run: float = DEFAULT_RUN_NOISE
     card: float = DEFAULT_CARD_NOISE
+    # Runs move at least as far as one trial does, until recorded runs show otherwise: where a window's noise
+    # is the machine's other work (the CPU meters), that work lasts seconds to minutes and moves whole runs
+    # too (benchmarks/README.md section 12).
+    at_least_trials: bool = False
 
     def __post_init__(self) -> None:
         for name in ("run", "card"):
@@ -431,16 +435,21 @@ class Comparison:
 
 
 def _run_variance(base_medians: np.ndarray, own: np.ndarray, prior: Prior, evidence: Evidence,
-                  run_to_run: bool, cards: Cards) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+                  run_to_run: bool, cards: Cards, trial_var: np.ndarray | float = 0.0,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Between-run variance: the test's own recorded runs (their scatter within each card), moderated towards
-    its set, and that towards the prior. Returns the variance, its degrees of freedom, the part of it the
+    its set, and that towards the prior (with `prior.at_least_trials`, at least `trial_var`, the variance of
+    one trial). Returns the variance, its degrees of freedom, the part of it the
     test's own runs gave and that part's degrees of freedom, and where it came from. (The evidence's sums
     may be arrays, one set per replicate, for simulation.)"""
     replicates, runs = base_medians.shape
     if not run_to_run:
         return np.zeros(replicates), np.full(replicates, np.inf), np.zeros(replicates), np.zeros(replicates), "none"
+    prior_var = math.log1p(prior.run) ** 2
+    if prior.at_least_trials:
+        prior_var = np.maximum(prior_var, trial_var)
     pooled_df = PRIOR_WEIGHT + np.asarray(evidence.run_df, dtype=float)
-    pooled = np.maximum(0.0, (PRIOR_WEIGHT * math.log1p(prior.run) ** 2 + evidence.run_sum) / pooled_df)
+    pooled = np.maximum(0.0, (PRIOR_WEIGHT * prior_var + evidence.run_sum) / pooled_df)
     weight = np.minimum(pooled_df, POOLED_WEIGHT_CAP)
     groups = cards.groups()
     within_df = runs - len(groups)
@@ -505,7 +514,8 @@ def compare_arrays(base_medians: np.ndarray, base_trials: Sequence[int], base_sp
     current_own = median_cost(current_trials) / current_trials * trial_var
     if len(cards.runs) != runs:
         raise ValueError(f"cards name {len(cards.runs)} runs, the baseline has {runs}")
-    run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run, cards)
+    run_var, run_df, own_run, own_df, source = _run_variance(base_medians, own, prior, evidence, run_to_run, cards,
+                                                             trial_var)
     card_var, card_df = _card_variance(prior, evidence, cards)
     between = run_var * (1 + 1 / runs)
     within = current_own + own.sum(axis=1) / runs**2

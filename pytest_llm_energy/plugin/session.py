@@ -296,6 +296,7 @@ class EnergySession:
             entry, tolerance=settings.tolerance, prior=settings.prior,
             evidence=self.evidence, gpus=self.meter.device_uuids, card_scale=self.card_scale(entry),
             min_trials=settings.trials, max_trials=plan.cap, confidence=settings.confidence,
+            on_cpu=self.gpu_key == CPU_KEY,
         )
         return replace(plan, settled=settled)
 
