@@ -423,3 +423,26 @@ def test_runs_of_two_cards_with_their_references_are_compared_per_unit_of_it(tmp
     assert row.card_adjustment == pytest.approx(1.12) and row.delta == pytest.approx(0.0, abs=0.002)
     assert row.verdict == "unchanged" and any(note.startswith("card-adjusted: ") for note in row.notes)
     assert row.to_dict()["card_adjustment"] == pytest.approx(1.12)
+
+
+def test_a_re_recorded_entry_s_row_adds_up(tmp_path):
+    # Record, commit, record one more run: the new entry holds the old runs and the new one. Its level (the
+    # runs' geometric mean) moved a fifth of what the run did, and the row showed 0.002635 -> 0.002477 beside
+    # a delta of -26.6%. The row's new J/token is the run that delta judges, so old -> new is the delta.
+    old = entry(1.0)
+    old["runs"] = old["runs"][:5]
+    old["joules_per_token"] = round(float(np.exp(np.mean(np.log([r["median"] for r in old["runs"]])))), 6)
+    latest = {**old["runs"][-1], "median": 0.75, "recorded_at": "2026-12-01T00:00:00+00:00"}
+    new = {**old, "runs": [*old["runs"], latest], "samples": [0.75 * s for s in STEADY]}
+    new["joules_per_token"] = round(float(np.exp(np.mean(np.log([r["median"] for r in new["runs"]])))), 6)
+    name = "suites/test_chat.py::test_rerecorded"
+    diff = diff_baselines(read_baseline_set(write(tmp_path / "old", "h100", {name: old})),
+                          read_baseline_set(write(tmp_path / "new", "h100", {name: new})), tolerance=0.05)
+    (row,) = diff.gpus[0].rows
+    assert row.new_joules_per_token == 0.75 and row.new_entry_joules_per_token == new["joules_per_token"]
+    assert row.delta == pytest.approx(row.new_joules_per_token / row.old_joules_per_token - 1, abs=1e-5)
+    assert row.verdict == "improved" and row.card_adjustment is None
+    text = render_terminal(diff)
+    assert "new J/token: the new entry's latest run, which delta, CI and verdict judge" in text
+    assert "0.75 " in text and "-25.0%" in text
+    assert json.loads(render_json(diff))["gpus"][0]["rows"][0]["new_entry_joules_per_token"] == new["joules_per_token"]

@@ -24,7 +24,7 @@ from ..core.judge import Judgement, judge
 from ..core.stats import DEFAULT_CONFIDENCE, DEFAULT_PRIOR, NO_EVIDENCE, Evidence, Prior, Verdict
 
 DIFF_SCHEMA = "pytest-llm-energy/diff"
-DIFF_SCHEMA_VERSION = 1
+DIFF_SCHEMA_VERSION = 2  # 2: new_joules_per_token is the latest run, which delta judges (1: the new entry's level)
 REMOVED = "removed"  # a diff's own verdict: the old set has the test and the new one does not
 # Row order: what a reviewer must look at first; inside a verdict, the largest change first.
 VERDICT_ORDER = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.UNCHANGED, Verdict.NEW, REMOVED)
@@ -40,9 +40,9 @@ class EntryDiff:
     gpu: str
     nodeid: str
     verdict: Verdict | str  # a stats verdict, or REMOVED
-    old_joules_per_token: float | None
-    new_joules_per_token: float | None
-    delta: float | None  # median(new) / median(old) - 1 (per unit of the card reference: card_adjustment)
+    old_joules_per_token: float | None  # the old entry's level: its recorded runs' geometric mean
+    new_joules_per_token: float | None  # the new entry's latest run, the one judged
+    delta: float | None  # new / old - 1 (per unit of the card reference where card_adjustment is set)
     ci_low: float | None  # interval of that ratio
     ci_high: float | None
     p_value: float | None
@@ -55,6 +55,7 @@ class EntryDiff:
     notes: tuple[str, ...]
     reason: str
     card_adjustment: float | None = None  # where runs of several cards met (stats.per_card_scale)
+    new_entry_joules_per_token: float | None = None  # the new entry's level, all of its runs
 
     def sort_key(self) -> tuple:
         return (VERDICT_ORDER.index(self.verdict), -abs(self.delta or 0.0), self.nodeid)
@@ -65,6 +66,7 @@ class EntryDiff:
             "verdict": self.verdict,
             "old_joules_per_token": self.old_joules_per_token,
             "new_joules_per_token": self.new_joules_per_token,
+            "new_entry_joules_per_token": self.new_entry_joules_per_token,
             "delta": self.delta,
             "card_adjustment": self.card_adjustment,
             "ci_low": self.ci_low,
@@ -191,7 +193,8 @@ def compare_entries(
     prior: Prior = DEFAULT_PRIOR,
     evidence: Evidence = NO_EVIDENCE,
 ) -> EntryDiff:
-    """The row of one test: the plugin's judgement of the new entry's latest run against the old entry.
+    """The row of one test: the plugin's judgement of the new entry's latest run against the old entry, whose
+    figures the row shows (old: the entry's level; new: that run), so that its delta is of its own columns.
 
     As in the plugin, the old entry's recorded runs and the rest of its set (`evidence`) tell how far runs
     and cards move; a diff compares what was recorded, so another GPU model is noted rather than refused.
@@ -212,7 +215,7 @@ def compare_entries(
         nodeid=nodeid,
         verdict=decision.verdict,
         old_joules_per_token=old.joules_per_token if old else None,
-        new_joules_per_token=new.joules_per_token,
+        new_joules_per_token=new.runs[-1].median,
         delta=decision.delta,
         ci_low=decision.ci_low,
         ci_high=decision.ci_high,
@@ -226,6 +229,7 @@ def compare_entries(
         notes=tuple(notes),
         reason=decision.reason,
         card_adjustment=decision.card_adjustment,
+        new_entry_joules_per_token=new.joules_per_token,
     )
 
 

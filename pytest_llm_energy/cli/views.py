@@ -32,6 +32,15 @@ from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
 
 FORMATS = ("terminal", "markdown", "json")
 DIFF_COLUMNS = ("test", "old J/token", "new J/token", "delta", "CI", "verdict", "notes")
+# What a diff's columns hold, said under its table: a re-recorded entry holds its old runs too, so the new
+# entry's level would move by a fraction of what its new run did.
+DIFF_LEGEND = ("old J/token: the old entry (its recorded runs' geometric mean); new J/token: the new entry's "
+               "latest run, which delta, CI and verdict judge")
+CARD_ADJUSTED_LEGEND = "; card-adjusted rows: delta and CI per unit of each card's reference kernels"
+
+
+def diff_legend(rows: Sequence[EntryDiff]) -> str:
+    return DIFF_LEGEND + (CARD_ADJUSTED_LEGEND if any(row.card_adjustment for row in rows) else "")
 
 
 def table(rows: Sequence[Sequence], headers: Sequence[str], fmt: str = "terminal") -> str:
@@ -86,7 +95,7 @@ def render_terminal(diff: BaselineDiff, *, show_identical: bool = False) -> str:
         shown = _shown(gpu, show_identical)
         lines += ["", f"{gpu.gpu}: {_gpu_summary(gpu, show_identical)}"]
         if shown:
-            lines.append(table(diff_rows(shown), DIFF_COLUMNS))
+            lines += [table(diff_rows(shown), DIFF_COLUMNS), diff_legend(shown)]
         if gpu.stack_changes:
             lines.append("stack changes: " + "; ".join(map(str, gpu.stack_changes)))
     regressed = len(diff.regressed)
@@ -126,6 +135,7 @@ def render_markdown(diff: BaselineDiff, *, show_identical: bool = False) -> str:
                 what="changed entries",
                 attention=[row.verdict in ATTENTION for row in shown],
             )
+            lines += [markdown_cell(diff_legend(shown)[:1].upper() + diff_legend(shown)[1:]) + ".", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
