@@ -248,3 +248,32 @@ def test_measure_without_token_count_fails_with_a_clear_message(pytester):
     result = pytester.runpytest(*ARGS)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*set m.output_tokens to the number of generated tokens*"])
+
+
+UNMEASURED_FILE = """
+def work():
+    return sum(i * i for i in range(1000))
+
+def test_nothing(energy):
+    work()  # took the fixture, measured nothing
+
+def test_plain():
+    assert True
+"""
+
+
+def test_a_test_that_takes_the_fixture_and_measures_nothing_is_named_and_fails_under_strict(pytester):
+    # It passed silently, with no row, no warning and no baseline, even under --energy-strict.
+    pytester.makepyfile(test_unmeasured=UNMEASURED_FILE)
+    result = pytester.runpytest(*ARGS, "--energy-json=report.json", "--energy-md=report.md")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*1 test took the energy fixture and measured nothing*test_unmeasured.py::test_nothing"])
+    assert report(pytester)["unmeasured_tests"] == ["test_unmeasured.py::test_nothing"]
+    assert "test_unmeasured.py::test_nothing" in (pytester.path / "report.md").read_text()
+    recorded = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    recorded.assert_outcomes(passed=2)
+    recorded.stdout.fnmatch_lines(["*measured nothing*test_nothing"])
+    assert baseline_files(pytester) == {}
+    strict = pytester.runpytest(*ARGS, "--energy-strict")
+    strict.assert_outcomes(passed=1, failed=1)
+    strict.stdout.fnmatch_lines(["*this test took the energy fixture and measured nothing*--energy-strict*"])

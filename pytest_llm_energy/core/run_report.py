@@ -33,6 +33,7 @@ class RunReport:
     references: tuple[Mapping, ...] = ()  # the reference kernels of each card that ran tests
     host: Mapping | None = None  # the host probe (host.py)
     unused_baseline_entries: tuple[str, ...] = ()
+    unmeasured_tests: tuple[str, ...] = ()  # tests that took the energy fixture and measured nothing
     mode: str = "baseline"  # "ab": arm B judged against arm A
     arms: Mapping | None = None  # A/B: what each arm is
     written: tuple[WriteSummary, ...] = ()
@@ -68,6 +69,8 @@ class RunReport:
         }
         if self.workers:
             document["workers"] = dict(self.workers)
+        if self.unmeasured_tests:
+            document["unmeasured_tests"] = list(self.unmeasured_tests)
         return document
 
     @classmethod
@@ -83,6 +86,7 @@ class RunReport:
             started_at=data.get("started_at"), duration_s=data.get("duration_s"), python=data.get("python"),
             references=tuple(data.get("references") or ()), host=data.get("host"),
             unused_baseline_entries=tuple(data.get("unused_baseline_entries") or ()),
+            unmeasured_tests=tuple(data.get("unmeasured_tests") or ()),
             mode=data.get("mode") or "baseline", arms=data.get("arms"),
             written=tuple(_written(w) for w in data.get("written") or ()),
             workers=dict(data.get("workers") or {}),

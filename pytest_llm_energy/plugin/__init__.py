@@ -12,7 +12,7 @@ from ..core.errors import EnergyError
 from . import ab, checks, terminal, xdist_support
 from .config import OPTIONS, Options, marker_help, read_options
 from .fixture import FIXTURE_KEY, EnergyFixture
-from .session import EnergySession, record_of
+from .session import EnergySession, record_of, unmeasured
 
 SESSION_KEY = pytest.StashKey[EnergySession]()
 OPTIONS_KEY = pytest.StashKey[Options]()
@@ -149,6 +149,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record = record_of(item)
         if record is not None:  # serialised with the report, so xdist carries it
             report.energy_record = record
+        if unmeasured(item):
+            report.energy_unmeasured = True
     return report
 
 

@@ -47,9 +47,11 @@ from .progress import ProgressLine
 from .reference_kernels import measure_reference
 from .report import write_run_reports
 from .runner import WorkloadRunner
+from .summary import UNMEASURED
 from .trials import TrialPlan
 
 RESULT_KEY = pytest.StashKey[TestResult]()  # the result of an item's call, until its report carries it
+UNMEASURED_KEY = pytest.StashKey[bool]()  # the item took the energy fixture and measured nothing
 
 
 class EnergySession:
@@ -88,6 +90,7 @@ class EnergySession:
         self._evidence: Evidence | None = None
         self.records: dict[str, TestResult] = {}  # nodeid -> result (controller: from every process)
         self.outcomes: dict[str, str] = {}  # nodeid -> passed / failed / error / skipped
+        self.unmeasured: list[str] = []  # tests that took the fixture and measured nothing (the controller's)
         self._test_ids: dict[str, str] = {}  # report node id -> the result's (xdist may add "@group")
         self.written: list[WriteSummary] = []
         self.write_error: str | None = None
@@ -274,6 +277,9 @@ class EnergySession:
         except EnergyError as error:
             return str(error)
         if result is None:
+            item.stash[UNMEASURED_KEY] = True
+            if fixture.settings.strict and not self.ab_arm:
+                return f"energy: this test {UNMEASURED} (fails under --energy-strict)"
             return None
         if self.worker is not None:  # which worker measured it; the windows' devices say which GPU
             result = replace(result, worker=self.worker)
@@ -381,6 +387,8 @@ class EnergySession:
         nodeid = self._test_ids.get(report.nodeid, report.nodeid)
         if report.when == "call":
             self.collect(nodeid, result, "passed" if report.passed else report.outcome)
+            if getattr(report, "energy_unmeasured", False) and nodeid not in self.unmeasured:
+                self.unmeasured.append(nodeid)
         elif report.failed:  # an error in setup or teardown: the test's result is not recorded
             self.collect(nodeid, None, "error")
 
@@ -492,7 +500,8 @@ class EnergySession:
             fingerprint=self.fingerprint(), git_commit=self.git_commit(),
             started_at=self.started_at.isoformat(timespec="seconds"), duration_s=self.duration_s(),
             python=self.python_version, references=tuple(self.run_references()), host=self.host,
-            unused_baseline_entries=tuple(self.unused_entries()), mode=self.mode, arms=self.ab_arms,
+            unused_baseline_entries=tuple(self.unused_entries()), unmeasured_tests=tuple(sorted(self.unmeasured)),
+            mode=self.mode, arms=self.ab_arms,
             written=tuple(self.written), workers=dict(workers or {}),
         )
 
@@ -549,6 +558,10 @@ def _attach_properties(item: pytest.Item, result: TestResult) -> None:
             "delta": result.decision.delta, "verdict": str(result.verdict), "samples": list(result.samples),
             "meter": result.meter, "estimated": result.estimated,
         }
+
+
+def unmeasured(item: pytest.Item) -> bool:
+    return item.stash.get(UNMEASURED_KEY, False)
 
 
 def record_of(item: pytest.Item) -> dict | None:

@@ -125,6 +125,16 @@ def written_counts(written: WriteSummary) -> str:
             + (f", {removed} removed" if removed else ""))
 
 
+# What a test that took the fixture and measured nothing is told, and the report says of it.
+UNMEASURED = ("took the energy fixture and measured nothing: measure inside it with `with energy.measure() as "
+              "m:`, `energy(fn, ...)` or `energy.run(workload)`, or drop the fixture")
+
+
+def unmeasured_line(nodeids: Sequence[str]) -> str:
+    """The tests that took the energy fixture and measured nothing: named, as they have no row."""
+    return f"{tests_text(len(nodeids))} {UNMEASURED}: " + ", ".join(nodeids)
+
+
 def markdown(report: RunReport) -> str:
     """The session report for a pull request or GITHUB_STEP_SUMMARY: header, counts, table, what was written."""
     results = report.results
@@ -145,6 +155,8 @@ def markdown(report: RunReport) -> str:
     if results:
         lines += markdown_results(COLUMNS, rows(results), what="results",
                                   attention=[r.verdict in ATTENTION for r in results])
+    if report.unmeasured_tests:
+        lines += [markdown_cell(unmeasured_line(report.unmeasured_tests)) + ".", ""]
     for written in report.written:
         lines.append(f"Baselines written: `{display_path(written.path)}` ({written_counts(written)}).  ")
     if report.git_commit:

@@ -15,6 +15,7 @@ from .summary import (
     reference_line,
     terminal_table,
     tests_text,
+    unmeasured_line,
     verdict_counts,
     written_counts,
 )
@@ -55,7 +56,8 @@ def write_summary(tr, session: EnergySession) -> None:
     """The energy section at the end of a run (the controller's): the results, and what was written."""
     report = session.report(session.pins())
     results = report.results
-    if not results and not session.write_error and not session.written and not report.unused_baseline_entries:
+    if not (results or session.write_error or session.written or report.unused_baseline_entries
+            or report.unmeasured_tests):
         return
     tr.section("energy")
     tr.write_line(header_line(report))
@@ -86,6 +88,8 @@ def write_summary(tr, session: EnergySession) -> None:
             tr.write_line(line, red=True)
     elif not session.update and any(r.verdict in (Verdict.NEW, Verdict.IMPROVED) for r in results):
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
+    if report.unmeasured_tests:
+        tr.write_line(unmeasured_line(report.unmeasured_tests), yellow=True)
     _unused_lines(tr, session, report.unused_baseline_entries)
     if report.workers:
         tr.write_line("one GPU per xdist worker: " + ", ".join(f"{w} {uuid}" for w, uuid in report.workers.items()))
