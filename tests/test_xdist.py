@@ -345,3 +345,31 @@ def test_typo(energy):
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     written = json.loads((pytester.path / "baselines/cpu/test_good.json").read_text())["entries"]
     assert len(written) == 4 and not (pytester.path / "baselines/cpu/test_bad.json").exists()
+
+
+ONE_TEST = """
+def test_block(energy):
+    with energy.measure() as m:
+        sum(i * i for i in range(200_000))
+        m.output_tokens = 100
+"""
+
+
+def test_a_cpu_estimate_under_xdist_starts_its_own_history(pytester):
+    # `-n 2 --energy-update-baselines` took an entry from 5 to 6 runs beside serial ones, while its own header
+    # says to compare only runs of the same -n: the inflated run restarts the history, and back again.
+    pytester.makepyfile(test_one=ONE_TEST)
+
+    def record(*args):
+        result = pytester.runpytest(*ARGS, "--energy-update-baselines", *args)
+        entry = json.loads((pytester.path / "baselines/cpu/test_one.json").read_text())["entries"]
+        return result, entry["test_one.py::test_block"]
+
+    _, entry = record()
+    _, entry = record()
+    assert len(entry["runs"]) == 2 and "xdist-shared-cpu" not in entry["flags"]
+    result, entry = record("-n", "2")
+    assert len(entry["runs"]) == 1 and "xdist-shared-cpu" in entry["flags"]
+    result.stdout.fnmatch_lines(["*1 history restarted: stack, workload, xdist or energy changed*"])
+    _, entry = record()
+    assert len(entry["runs"]) == 1 and "xdist-shared-cpu" not in entry["flags"]

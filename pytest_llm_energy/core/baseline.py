@@ -333,6 +333,9 @@ class BaselineStore:
                             tuple(sorted(gone & set(on_disk))))
 
 
+SHARED_CPU = "xdist-shared-cpu"  # the flag of a CPU estimate made while xdist workers shared the CPU
+
+
 def history_changed(old: Mapping, new: Mapping) -> list[str]:
     """What differs between an entry and a new record of it that makes its old runs incomparable."""
     before, after = old.get("fingerprint") or {}, new.get("fingerprint") or {}
@@ -340,6 +343,9 @@ def history_changed(old: Mapping, new: Mapping) -> list[str]:
     for part in ("workload", "backend"):
         if _comparable(part, old.get(part)) != _comparable(part, new.get(part)):
             changed.append(part)
+    # An estimate made while xdist workers shared the CPU is inflated: such runs and serial ones never meet.
+    if (SHARED_CPU in (old.get("flags") or ())) != (SHARED_CPU in (new.get("flags") or ())):
+        changed.append("xdist workers sharing the CPU")
     return changed
 
 

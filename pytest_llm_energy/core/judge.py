@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from . import fingerprint as stack
-from .baseline import BaselineEntry, entry_workload, workload_changed
+from .baseline import SHARED_CPU, BaselineEntry, entry_workload, workload_changed
 from .cells import card_adjusted_note
 from .reference import card_scale
 from .stats import Decision, Evidence, Prior, Run, Verdict, compare, other_cards, should_stop
@@ -90,7 +90,7 @@ def judge_test(entry: BaselineEntry | None, samples: Sequence[float], *, gpus: f
     """
     flags, notes = [], []
     if shared_cpu:
-        flags.append("xdist-shared-cpu")
+        flags.append(SHARED_CPU)
         notes.append(f"estimated while {shared_cpu} xdist workers shared the CPU: inflated; compare only "
                      "with runs of the same -n")
     if workload_changed(entry, workload.to_dict() if workload else None):

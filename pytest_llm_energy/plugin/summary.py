@@ -121,7 +121,7 @@ def written_counts(written: WriteSummary) -> str:
     text = f"+{len(written.added)} new, {len(written.updated)} updated"
     restarted = len(written.restarted)
     removed = len(written.removed)
-    return (text + (f" ({restarted} history restarted: stack, workload or energy changed)" if restarted else "")
+    return (text + (f" ({restarted} history restarted: stack, workload, xdist or energy changed)" if restarted else "")
             + (f", {removed} removed" if removed else ""))
 
 
