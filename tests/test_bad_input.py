@@ -114,3 +114,51 @@ def test_baselines_path_that_is_a_file(pytester):
     pytester.makepyfile(test_gen=TEST_FILE)
     (pytester.path / "afile").write_text("x")
     assert_usage_error(pytester.runpytest(*ARGS, "--energy-baselines=afile"), "*afile is not a folder*")
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (("--energy-json=tmp",), "*--energy-json: tmp is a folder; name the report's file, e.g. tmp/report.json*"),
+        (("--energy-md=tmp",), "*--energy-md: tmp is a folder; name the report's file, e.g. tmp/report.md*"),
+        (("--energy-json=afile/report.json",), "*--energy-json: afile/report.json lies under afile, which is a file*"),
+        (("--energy-plots=afile",), "*--energy-plots: afile is a file, not a folder*"),
+    ],
+)
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_any_test(pytester, args, pattern):
+    # `--energy-json=DIR` ended a long run with "[Errno 21] Is a directory", every test already run.
+    pytester.makepyfile(test_gen=TEST_FILE)
+    (pytester.path / "tmp").mkdir()
+    (pytester.path / "afile").write_text("x")
+    result = pytester.runpytest(*ARGS, *args)
+    assert_usage_error(result, pattern)
+    assert "test_gen.py" not in result.stdout.str()  # collected, never run
+    assert not (pytester.path / "baselines").exists()
+
+
+def test_a_read_only_baseline_file_is_never_replaced(pytester):
+    # Its folder is writable, and an update replaced it (a rename over a file needs only the folder's mode).
+    pytester.makepyfile(test_gen=TEST_FILE)
+    assert pytester.runpytest(*ARGS, "--energy-update-baselines").ret == 0
+    recorded = pytester.path / "baselines" / "cpu" / "test_gen.json"
+    recorded.chmod(0o444)
+    before = snapshot(pytester.path / "baselines")
+    result = pytester.runpytest(*ARGS, "--energy-update-baselines")
+    assert_usage_error(result, "*test_gen.json is read-only (mode 444): not replaced; make it writable*")
+    assert snapshot(pytester.path / "baselines") == before
+    checked = pytester.runpytest(*ARGS)  # reading it is fine (the verdict is the CPU estimate's)
+    assert checked.ret != pytest.ExitCode.USAGE_ERROR and "read-only" not in checked.stderr.str()
+
+
+def test_a_baseline_file_made_read_only_during_the_run_is_left_alone_and_said(tmp_path):
+    from pytest_llm_energy.core.baseline import BaselineStore
+    from pytest_llm_energy.core.errors import BaselineError
+
+    store = BaselineStore(tmp_path, "cpu")
+    entry = {"joules_per_token": 0.1, "samples": [0.1, 0.1]}
+    store.write({"test_a.py::test_x": entry, "test_b.py::test_y": entry})
+    (tmp_path / "cpu" / "test_a.json").chmod(0o444)
+    before = (tmp_path / "cpu" / "test_a.json").read_bytes()
+    with pytest.raises(BaselineError, match="test_a.json is read-only.*other files were written"):
+        store.write({"test_a.py::test_x": {**entry, "samples": [0.2, 0.2]}, "test_b.py::test_y": entry})
+    assert (tmp_path / "cpu" / "test_a.json").read_bytes() == before

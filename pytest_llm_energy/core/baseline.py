@@ -249,12 +249,15 @@ class BaselineStore:
             return []
         return sorted(p for p in self.folder.rglob("*" + SUFFIX) if not p.name.startswith("."))
 
-    def check(self, nodeids: Iterable[str]) -> int:
+    def check(self, nodeids: Iterable[str], *, writing: bool = False) -> int:
         """Read the baseline files of these tests now, so a broken one stops the run before any test (a
-        broken file of tests that do not run stops nothing)."""
+        broken file of tests that do not run stops nothing); `writing`: an update, which a read-only file
+        refuses."""
         count = 0
         for path in sorted({self.path_for(nodeid) for nodeid in nodeids}):
             count += len(self._load(path))
+            if writing:
+                refuse_read_only(path)
         return count
 
     def _load(self, path: Path) -> dict[str, BaselineEntry]:
@@ -315,6 +318,7 @@ class BaselineStore:
 
     def _update_file(self, path: Path, new_entries: Mapping[str, Mapping], gone: set[str], keep: int,
                      fresh: frozenset[str]) -> WriteSummary:
+        refuse_read_only(path)
         on_disk = read_file(path) if path.exists() else {}
         merged = {nodeid: dict(entry.data) for nodeid, entry in on_disk.items() if nodeid not in gone}
         restarted = []
@@ -331,6 +335,14 @@ class BaselineStore:
         return WriteSummary(path, tuple(sorted(n for n in new_entries if n not in on_disk)),
                             tuple(sorted(n for n in new_entries if n in on_disk)), tuple(sorted(restarted)),
                             tuple(sorted(gone & set(on_disk))))
+
+
+def refuse_read_only(path: Path) -> None:
+    """A baseline file whose mode has no write bit is left alone, as a read-only folder is: its owner said so
+    (and a rename over it would replace it, even for root)."""
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise BaselineError(f"{path} is read-only (mode {path.stat().st_mode & 0o777:o}): not replaced; make it "
+                            "writable (chmod u+w) to record into it")
 
 
 SHARED_CPU = "xdist-shared-cpu"  # the flag of a CPU estimate made while xdist workers shared the CPU

@@ -79,6 +79,29 @@ def check_writable(folder: Path) -> None:
                                "(permission denied); make it writable or choose --energy-baselines")
 
 
+def check_report_paths(options: Options) -> None:
+    """The report files and plots folder asked for, checked before the first test: a path that cannot be
+    written would otherwise end a long run with a raw OS error and no report."""
+    for option, value, folder in (("--energy-json", options.json, False), ("--energy-md", options.md, False),
+                                  ("--energy-plots", options.plots, True)):
+        if not value:
+            continue
+        path = Path(value)
+        if folder and path.exists() and not path.is_dir():
+            raise EnergyUsageError(f"{option}: {value} is a file, not a folder; name a folder for the plots")
+        if not folder and path.is_dir():
+            raise EnergyUsageError(f"{option}: {value} is a folder; name the report's file, e.g. "
+                                   f"{path / ('report.json' if option == '--energy-json' else 'report.md')}")
+        existing = path if folder else path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise EnergyUsageError(f"{option}: {value} lies under {existing}, which is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise EnergyUsageError(f"{option}: cannot write under {existing} (permission denied); choose "
+                                   "another path")
+
+
 def check_prune(config: pytest.Config, options: Options) -> None:
     """Entries are removed only on purpose, by a run that can tell a test that is gone from one left out. Asked on
     the command line, a run that cannot is refused; set in the ini, it is a standing choice that applies to
@@ -129,9 +152,10 @@ def check_model(model: str, *, where: str | None = None) -> None:
         raise EnergyUsageError(f"{where}: {error}") from None
 
 
-def check_baseline_files(store: BaselineStore, items: list[pytest.Item]) -> None:
-    """The baseline files of the collected tests, read before any runs: a broken one is named now."""
+def check_baseline_files(store: BaselineStore, items: list[pytest.Item], *, update: bool = False) -> None:
+    """The baseline files of the collected tests, read before any runs: a broken one (or, for an update, a
+    read-only one) is named now."""
     try:
-        store.check(xdist_support.plain_nodeid(item) for item in items)
+        store.check((xdist_support.plain_nodeid(item) for item in items), writing=update)
     except BaselineError as error:
         raise pytest.UsageError(str(error)) from None

@@ -131,6 +131,7 @@ class EnergySession:
         if options.model:
             checks.check_model(options.model)
         if session.is_controller:
+            checks.check_report_paths(options)
             if options.ab:
                 session._measure_one_gpu_for_arms()
             else:
@@ -371,7 +372,7 @@ class EnergySession:
     def check_baseline_files(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         """A serial run reads the baseline files of its tests before any runs: a broken one is named now."""
         if xdist_support.worker_id(config) is None and self.reads_baselines:
-            checks.check_baseline_files(self.store, items)
+            checks.check_baseline_files(self.store, items, update=self.update)
 
     def test_reported(self, report: pytest.TestReport) -> None:
         """A test's report, from whichever process ran it: its result (an arm's half is ab.AbHooks')."""
