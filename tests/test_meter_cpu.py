@@ -52,3 +52,15 @@ def test_a_reading_names_this_process_and_its_live_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_short_cpu_window_says_why_it_is_flagged():
+    # `short-window` on the CPU had no explanation: the CPU-time estimate's 0.5 s minimum was nowhere.
+    meter = CpuTimeMeter()
+    start = meter.begin()
+    sum(i * i for i in range(20_000))
+    reading = meter.end(start)
+    assert reading.flags == ("short-window",)
+    (note,) = [note for note in reading.notes if "short work" in note]
+    assert "is under 0.5 s: child processes' CPU time is counted in 10 ms ticks" in note
+    assert "energy(fn, ...)" in note and "--energy-min-window" in note

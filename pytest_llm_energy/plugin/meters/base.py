@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from ...core.measurement import Reading
+from ...core.measurement import FLAG_SHORT_WINDOW, Reading
 
 
 def sync_device() -> None:
@@ -95,3 +95,12 @@ class Meter(ABC):
             self.abort(start)
             raise
         window.reading = self.end(start)
+
+
+def short_window(seconds: float, min_window_s: float, why: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The flag and note of a window under its meter's minimum (`why`: what the meter loses below it)."""
+    if seconds >= min_window_s:
+        return (), ()
+    return (FLAG_SHORT_WINDOW,), (f"window {seconds:.2f} s is under {min_window_s:g} s: {why}; energy(fn, ...) "
+                                  "repeats short work inside one window (--energy-min-window sets the minimum)",)
+

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import MeterError
-from ...core.measurement import FLAG_SHORT_WINDOW, Reading
-from .base import Meter
+from ...core.measurement import Reading
+from .base import Meter, short_window
 
 POWERCAP = Path("/sys/class/powercap")
 DEFAULT_WATTS_PER_CORE = 10.0  # a busy server core draws roughly 5-15 W; 10 W is the stated middle
@@ -76,8 +76,9 @@ class RaplMeter(Meter):
         joules = sum(
             ((b - a) % (d.max_uj + 1)) / 1e6 for a, b, d in zip(before, after, self.domains, strict=True)
         )
-        flags = (FLAG_SHORT_WINDOW,) if seconds < self.min_window_s else ()
-        return Reading(joules, seconds, self.name, False, self._idle or 0.0, flags=flags)
+        flags, notes = short_window(seconds, self.min_window_s, "the package counter's updates and the idle "
+                                    "share weigh more than 1% in it")
+        return Reading(joules, seconds, self.name, False, self._idle or 0.0, flags=flags, notes=notes)
 
     def idle_watts(self) -> float:
         if self._idle is None:
@@ -148,11 +149,12 @@ class CpuTimeMeter(Meter):
                 f"no CPU time was used in a {seconds:.3f} s window, so no energy can be estimated; "
                 "make the measured work longer"
             )
-        flags = (FLAG_SHORT_WINDOW,) if seconds < self.min_window_s else ()
+        flags, notes = short_window(seconds, self.min_window_s, "child processes' CPU time is counted in 10 ms "
+                                    "ticks, more than 2% of it")
         return Reading(
             joules=cpu_seconds * self.watts_per_core, seconds=seconds, meter=self.name, estimated=True,
             idle_watts=0.0, flags=flags,
-            notes=(f"estimated: {cpu_seconds:.3f} CPU s x {self.watts_per_core:g} W per core",),
+            notes=(f"estimated: {cpu_seconds:.3f} CPU s x {self.watts_per_core:g} W per core", *notes),
         )
 
     def idle_watts(self) -> float:

@@ -21,12 +21,11 @@ from ...core.measurement import (
     FLAG_OTHER_PROCESSES,
     FLAG_POWER_INTEGRATED,
     FLAG_POWER_LIMIT_CHANGED,
-    FLAG_SHORT_WINDOW,
     FLAG_THROTTLED,
     DeviceEnergy,
     Reading,
 )
-from .base import Meter
+from .base import Meter, short_window
 
 COUNTER_MODULUS = 2**64  # nvmlDeviceGetTotalEnergyConsumption is an unsigned long long in mJ
 COUNTER_PERIOD_S = 0.1  # how often the counter changes (benchmarks/README.md section 1)
@@ -363,10 +362,10 @@ class NvmlMeter(Meter):
         if seconds < COUNTER_PERIOD_S:
             flags.append(FLAG_BELOW_TICK)
             notes.append(f"window {seconds:.3f} s is shorter than the counter period ({COUNTER_PERIOD_S} s)")
-        elif seconds < self.min_window_s:
-            flags.append(FLAG_SHORT_WINDOW)
-            notes.append(f"window {seconds:.2f} s is under {self.min_window_s} s: precision is worse than 1%; "
-                         "energy(fn, ...) repeats short work inside one window")
+        else:
+            short_flags, short_notes = short_window(seconds, self.min_window_s, "precision is worse than 1%")
+            flags += short_flags
+            notes += short_notes
         return Reading(
             joules=sum(d.joules for d in per_device), seconds=seconds, meter=self.name, estimated=False,
             idle_watts=sum(idle), devices=tuple(per_device), flags=tuple(flags), notes=tuple(notes),
