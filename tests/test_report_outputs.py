@@ -293,3 +293,16 @@ def test_one_progress_writer_follows_the_current_test(monkeypatch):
     verbosity[0] = 1
     runner_keeps("t.py::test_b trial 3/5")  # a quick test stays quiet
     assert len(lines) == 2
+
+
+def test_counts_are_written_in_the_singular_for_one():
+    # "1 PNG files", "1 tests": every count goes through one function.
+    from pytest_llm_energy.cli.views import render_written_plots
+    from pytest_llm_energy.core.cells import runs_text, tests_text
+    from pytest_llm_energy.core.words import counted
+
+    assert (tests_text(1), tests_text(2), runs_text(1), runs_text(3)) == (
+        "1 test", "2 tests", "1 recorded run", "3 recorded runs")
+    assert (counted(1, "entry"), counted(2, "identical entry"), counted(2, "day")) == (
+        "1 entry", "2 identical entries", "2 days")
+    assert render_written_plots("r.json", "plots", ["plots/a.png"]).splitlines()[-1] == "1 PNG file in plots"

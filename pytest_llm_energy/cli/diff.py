@@ -22,6 +22,7 @@ from ..core.files import clean_for_json
 from ..core.gpus import CPU_KEY
 from ..core.judge import Judgement, judge
 from ..core.stats import DEFAULT_CONFIDENCE, DEFAULT_PRIOR, NO_EVIDENCE, Evidence, Prior, Verdict
+from ..core.words import counted
 
 DIFF_SCHEMA = "pytest-llm-energy/diff"
 DIFF_SCHEMA_VERSION = 2  # 2: new_joules_per_token is the latest run, which delta judges (1: the new entry's level)
@@ -95,7 +96,7 @@ class StackChange:
     entries: int
 
     def __str__(self) -> str:
-        return f"{self.component} {self.old} -> {self.new} ({self.entries} entr{'y' if self.entries == 1 else 'ies'})"
+        return f"{self.component} {self.old} -> {self.new} ({counted(self.entries, 'entry')})"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ..core.cells import (
 from ..core.files import display_path, dumps
 from ..core.history import History
 from ..core.measurement import meter_label
+from ..core.words import counted
 from .advise import Advice
 from .diff import BaselineDiff, EntryDiff, GpuDiff
 from .estimate import IdealComparison, WorkloadDelta, WorkloadEstimate
@@ -76,7 +77,7 @@ def _gpu_summary(gpu: GpuDiff, show_identical: bool) -> str:
     shown = _shown(gpu, show_identical)
     text = count_text(gpu.counts(shown)) if shown else "no entry changed"
     if gpu.identical and not show_identical:
-        text += f" ({gpu.identical} identical entr{'y' if gpu.identical == 1 else 'ies'} not shown)"
+        text += f" ({counted(gpu.identical, 'identical entry')} not shown)"
     return text
 
 
@@ -191,7 +192,7 @@ def render_entries(baselines: BaselineSet, fmt: str = "terminal") -> str:
     lines = [
         f"## Energy baselines in `{markdown_cell(baselines.label)}`"
         if markdown
-        else f"{baselines.label}: {len(baselines.entries)} entries in {baselines.files} files"
+        else f"{baselines.label}: {counted(len(baselines.entries), 'entry')} in {counted(baselines.files, 'file')}"
     ]
     for gpu in baselines.gpus():
         rows = entry_rows(baselines, gpu)
@@ -240,7 +241,7 @@ def history_rows(histories: Sequence[History]) -> list[list[str]]:
 
 def _runs_text(histories: Sequence[History]) -> str:
     runs = sum(len(history.runs) for history in histories)
-    return f"{len(histories)} test{'' if len(histories) == 1 else 's'}, {runs} recorded run{'' if runs == 1 else 's'}"
+    return f"{counted(len(histories), 'test')}, {counted(runs, 'recorded run')}"
 
 
 def render_history(label: str, histories: Sequence[History], fmt: str = "terminal", *,
@@ -280,7 +281,7 @@ def render_written_plots(report: str, folder: str, written: Sequence, fmt: str =
         return dumps({"report": report, "folder": folder, "files": paths})
     markdown = fmt == "markdown"
     code = (lambda text: f"`{markdown_cell(text)}`") if markdown else str
-    count = f"{len(paths)} PNG file{'' if len(paths) == 1 else 's'} in {code(folder)}"
+    count = f"{counted(len(paths), 'PNG file')} in {code(folder)}"
     if not paths:
         count += f" ({code(report)} holds no measured test)"
     if markdown:
@@ -361,7 +362,7 @@ def estimate_lines(estimate: WorkloadEstimate, skipped: int, comparison: IdealCo
         f"{estimate.decoding}; meter: {', '.join(estimate.meters) or 'not stated'}",
     ]
     if skipped:
-        lines.append(f"skipped {skipped} entr{'y' if skipped == 1 else 'ies'} without a workload or a number")
+        lines.append(f"skipped {counted(skipped, 'entry')} without a workload or a number")
     lines += [
         f"{estimate.trace}: {estimate.total_requests:,} requests; {estimate.dropped_requests:,} "
         f"({share(estimate.dropped_share)}) are longer than the largest bins and not part of the estimate",

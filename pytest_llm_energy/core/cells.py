@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from tabulate import tabulate
 
 from .stats import Verdict
+from .words import counted
 
 
 def finite(value) -> bool:
@@ -49,11 +50,11 @@ def count_text(counts: Mapping[str, int]) -> str:
 
 
 def tests_text(count: int) -> str:
-    return f"{count} test{'' if count == 1 else 's'}"
+    return counted(count, "test")
 
 
 def runs_text(runs) -> str:
-    return f"{runs} recorded run{'s' if runs != 1 else ''}" if isinstance(runs, int) and runs else "no runs"
+    return counted(runs, "recorded run") if isinstance(runs, int) and runs else "no runs"
 
 
 # Markdown: GitHub renders it in pull requests and job summaries. Longer tables fold into <details> (the

@@ -59,6 +59,8 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
+from .words import counted
+
 
 class Verdict(StrEnum):
     """What a comparison concludes; the value is the word every report and file writes."""
@@ -611,7 +613,7 @@ def compare(baseline: Sequence[Run] | None, current: Run, tolerance: float, *,
     d, low, high, p = float(found.d[0]), float(found.low[0]), float(found.high[0]), float(found.p_value[0])
     verdict = VERDICTS[int(found.verdict[0])]
     significant = p < 1 - confidence
-    against = against or f"against {len(baseline)} recorded run{'s' if len(baseline) != 1 else ''}"
+    against = against or f"against {counted(len(baseline), 'recorded run')}"
     if adjustment is not None:
         against += f", per unit of each card's reference kernels (this card's {_percent(adjustment - 1)} on theirs)"
     reason = _reason(verdict, _ratio(d) - 1, (_ratio(low), _ratio(high)), p, confidence, significant,

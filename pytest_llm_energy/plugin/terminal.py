@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..core.files import display_path
 from ..core.gpus import CPU_KEY
 from ..core.stats import Verdict
+from ..core.words import counted
 from . import ab
 from .summary import (
     ab_against,
@@ -94,7 +95,7 @@ def write_summary(tr, session: EnergySession) -> None:
     if report.workers:
         tr.write_line("one GPU per xdist worker: " + ", ".join(f"{w} {uuid}" for w, uuid in report.workers.items()))
     if session.plots:
-        tr.write_line(f"energy plots: {len(session.plots)} PNG files in {display_path(session.plots[0].parent)}")
+        tr.write_line(f"energy plots: {counted(len(session.plots), 'PNG file')} in {display_path(session.plots[0].parent)}")
     if session.write_error:
         tr.write_line(f"energy: {session.write_error}", red=True)
     if session.gpu_key == CPU_KEY and report.estimated and results:
