@@ -235,3 +235,24 @@ def test_history_of_a_folder_without_baselines(tmp_path, capsys):
     code, out, _ = run(capsys, "history", str(tmp_path / "empty"), "--json")
     assert json.loads(out)["gpus"] == {}
     assert_one_line_error(*run(capsys, "history", str(tmp_path / "missing")), "no such baselines folder or file")
+
+
+def test_history_plot_ticks_say_the_change_they_stand_at():
+    # Runs within about 1% of the first: ticks 0.25% apart were labelled 0%, 0%, 0%, 1% (no decimals).
+    pytest.importorskip("matplotlib")
+    from pytest_llm_energy.core.history import History, RecordedRun
+    from pytest_llm_energy.core.plots import history_figure
+    from pytest_llm_energy.core.stats import Run
+
+    medians = (1.0, 1.004, 0.997, 1.009, 1.002)
+    history = History("h200", "t.py::test_x", tuple(RecordedRun(i, Run.of([m] * 3), None)
+                                                      for i, m in enumerate(medians, start=1)))
+    figure = history_figure([history], "title")
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    shown = [(tick, label.get_text()) for tick, label in zip(axes.get_yticks(), axes.get_yticklabels(),
+                                                               strict=True)]
+    labels = [text for _, text in shown]
+    assert len(set(labels)) == len(labels)  # no two ticks read alike
+    for value, text in shown:  # and each reads as its own value
+        assert float(text.rstrip("%").replace("\N{MINUS SIGN}", "-")) == pytest.approx(value, abs=0.051)
