@@ -468,7 +468,7 @@ def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytes
     text = (pytester.path / "out.txt").read_text()
     assert code == pytest.ExitCode.INTERRUPTED, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    assert "interrupted while baselines were written: held until every file was complete" in text
+    assert "interrupted at the end of the run: held until every baseline and report file was complete" in text
     folder = pytester.path / "baselines" / "cpu"
     assert sorted(p.name for p in folder.iterdir()) == ["test_a.json", "test_b.json"]  # no temporary, no lock
     assert set(read_file(folder / "test_a.json")) == {"test_a.py::test_old", "test_a.py::test_measured"}
@@ -603,3 +603,42 @@ def test_a_baseline_that_cannot_be_written_is_reported_not_an_internal_error(pyt
                                  "already replaced are complete, the others are unchanged"])
     assert "INTERNALERROR" not in output(result) and "Traceback" not in output(result)
     assert (folder / "sub").read_text().startswith("a file")
+
+
+SLOW_REPORT = """
+import time
+from pathlib import Path
+import pytest_llm_energy.plugin.report as report
+
+_write = report.atomic_write
+
+def slow_write(path, text):  # Ctrl-C in the last second of a run: while its report is written
+    Path("writing").write_text(str(path))
+    time.sleep(1.0)
+    _write(path, text)
+
+report.atomic_write = slow_write
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
+def test_sigint_while_the_report_is_written_finishes_it_then_stops(pytester):
+    # It raised inside the report writing: a long traceback, no summary, no word of the baselines written.
+    pytester.makeconftest(SLOW_REPORT)
+    pytester.makepyfile(test_a=MEASURED)
+    with open(pytester.path / "out.txt", "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines",
+                                    "--energy-json=report.json"],
+                                   cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not (pytester.path / "writing").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+    text = (pytester.path / "out.txt").read_text()
+    assert code == pytest.ExitCode.INTERRUPTED, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert "baselines written: " in text
+    assert "interrupted at the end of the run: held until every baseline and report file was complete" in text
+    assert [r["nodeid"] for r in json.loads((pytester.path / "report.json").read_text())["results"]] == [
+        "test_a.py::test_measured"]

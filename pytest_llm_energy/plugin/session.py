@@ -95,7 +95,8 @@ class EnergySession:
         self.written: list[WriteSummary] = []
         self.write_error: str | None = None
         self.plots: list[Path] = []  # PNG files written at the end (--energy-plots)
-        self.interrupted = False
+        self.interrupted = False  # Ctrl-C while tests ran: nothing recorded
+        self.held_interrupt = False  # Ctrl-C while the files were written: held until they were complete
         self.collected: list[str] = []  # the test ids this run collected (the controller's view)
         self.whole_run = False  # whether its command line asks for whole test files (no -k, -m or node ids)
         self.deselected = False  # a plugin or conftest deselected tests (here, or in an xdist worker)
@@ -417,21 +418,26 @@ class EnergySession:
             if self.ab.unpaired() and pytest_session.exitstatus == pytest.ExitCode.OK:
                 pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a comparison asked for and not made
             self.ab.close()
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        self.interrupted = interrupted
-        if self.update and not interrupted:
-            with _sigint_deferred() as held:
-                self.write_baselines()
-            if held:  # the files are complete; now stop as Ctrl-C asked
-                self.interrupted = True
-                pytest_session.exitstatus = pytest.ExitCode.INTERRUPTED
+        self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        # Ctrl-C from here on is held until every baseline and report file is complete, then obeyed: in the
+        # last second of a run it had raised inside the report writing (a long traceback, no summary).
+        with _sigint_deferred() as held:
+            self._write_files()
+        if held:
+            self.held_interrupt = True
+            pytest_session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if self.write_error and pytest_session.exitstatus == pytest.ExitCode.OK:
+            pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_files(self) -> None:
+        """The baselines (an update that was not interrupted during its tests), then the reports asked for."""
+        if self.update and not self.interrupted:
+            self.write_baselines()
         options = self.options
         if self.records or options.json or options.md:  # a file asked for is always written
             self.plots, error = write_run_reports(self.report(self.pins()), json_path=options.json,
                                                   md_path=options.md, plots_folder=options.plots)
             self.write_error = self.write_error or error
-        if self.write_error and pytest_session.exitstatus == pytest.ExitCode.OK:
-            pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def close(self) -> None:
         if self._pool is not None:
@@ -573,7 +579,7 @@ def record_of(item: pytest.Item) -> dict | None:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[list[int]]:
-    """Hold Ctrl-C while baseline files are replaced, so a run never stops between two files.
+    """Hold Ctrl-C while baseline and report files are written, so a run never stops between two files.
 
     Yields a list that holds the signal if one came. A handler, not a signal mask: numpy and torch start
     threads, the kernel hands a SIGINT blocked in this thread to one of them, and Python then raises

@@ -74,9 +74,6 @@ def write_summary(tr, session: EnergySession) -> None:
     if session.written:
         for written in session.written:
             tr.write_line(f"baselines written: {written.path} ({written_counts(written)})", green=True)
-        if session.interrupted:
-            tr.write_line("interrupted while baselines were written: held until every file was complete",
-                          red=True)
     elif session.update and session.interrupted:
         tr.write_line("baselines NOT written: the run was interrupted", red=True)
     elif session.ab_arms:
@@ -91,6 +88,9 @@ def write_summary(tr, session: EnergySession) -> None:
         tr.write_line("baselines unchanged; record new or improved results with --energy-update-baselines")
     if report.unmeasured_tests:
         tr.write_line(unmeasured_line(report.unmeasured_tests), yellow=True)
+    if session.held_interrupt:
+        tr.write_line("interrupted at the end of the run: held until every baseline and report file was "
+                      "complete, then stopped", red=True)
     _unused_lines(tr, session, report.unused_baseline_entries)
     if report.workers:
         tr.write_line("one GPU per xdist worker: " + ", ".join(f"{w} {uuid}" for w, uuid in report.workers.items()))
