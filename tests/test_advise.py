@@ -105,3 +105,34 @@ def test_mixed_gpus_are_named_in_setups(table, tmp_path):
     advice = advise(table, load_many([a, b]), "h100:hf/tiny-llama/bf16/b8/greedy")
     assert advice.bins[0].best_setup == "a100:hf/tiny-llama/bf16/b8/greedy"
     assert advice.mix_saving == pytest.approx(0.25)
+
+
+def test_advise_totals_are_estimates_over_the_compared_bins_and_say_so(tmp_path, results):
+    # advise gave 52.4 kJ per 1,000 requests where estimate gave 50.5 for the same setup, and said not why:
+    # advise counts the compared bins only (estimate --unmeasured=exclude), estimate fills the others in.
+    from pytest_llm_energy.cli.estimate import estimate_workload
+    from pytest_llm_energy.cli.views import render_advice
+
+    path = tmp_path / "mixed.csv"  # a bin S3 did not measure (in128-out64), so the two methods differ
+    path.write_text("input_tokens,output_tokens\n" + "".join(f"{i},{o}\n" for i, o in
+                                                                TRACE_ROWS + [(100, 50)] * 2), encoding="utf-8")
+    mixed = bin_table(path)
+    advice = advise(mixed, results, S3)
+    (own,) = [total for total in advice.ranking if total.setup == S3]
+    for unmeasured, agrees in (("exclude", True), ("nearest", False)):
+        estimate = estimate_workload(mixed, results, configuration="vllm/tiny-llama/bf16", batch_size=8,
+                                     unmeasured=unmeasured)
+        assert (own.joules_per_1000_requests == pytest.approx(estimate.joules_per_1000_requests)) == agrees
+    assert "energy over the compared bins only" in render_advice(advice, 0)
+    assert "--unmeasured=exclude" in render_advice(advice, 0)
+
+
+def test_an_unmeasured_decode_bin_borrows_from_a_decode_bin():
+    # in4096-out128 took in4096-out16's J/token (prefill-bound, nine times a decode bin's): a decode bin
+    # borrows from decode bins where any was measured, a prefill-bound one from prefill-bound bins.
+    from pytest_llm_energy.cli.estimate import nearest_measured
+
+    measured = [Bin(4096, 16), Bin(2048, 512), Bin(512, 128)]
+    assert nearest_measured(Bin(4096, 128), measured) == Bin(2048, 512)
+    assert nearest_measured(Bin(8192, 16), measured) == Bin(4096, 16)
+    assert nearest_measured(Bin(4096, 128), [Bin(4096, 16)]) == Bin(4096, 16)  # no decode bin: the nearest

@@ -260,9 +260,12 @@ def test_delta_by_hand(table, report_a, tmp_path):
 
 
 def test_nearest_tie_prefers_the_same_input_length():
-    # in1024-out16 is 3 steps from in128-out16 (input) and 1+2 from in512-out64: a tie; the closer input wins
-    assert nearest_measured(Bin(1024, 16), [Bin(128, 16), Bin(512, 64)]) == Bin(512, 64)
-    assert nearest_measured(Bin(256, 16), [Bin(128, 16), Bin(512, 64)]) == Bin(128, 16)
+    # in1024-out128 is 3 steps from in128-out128 (input) and 1+2 from in512-out512: a tie; the closer input wins
+    assert nearest_measured(Bin(1024, 128), [Bin(128, 128), Bin(512, 512)]) == Bin(512, 512)
+    assert nearest_measured(Bin(256, 128), [Bin(128, 128), Bin(512, 512)]) == Bin(128, 128)
+    # across kinds of work the same distances would pick in512-out64 for in1024-out16: a decode bin for a
+    # prefill-bound one; the prefill-bound in128-out16 is taken instead
+    assert nearest_measured(Bin(1024, 16), [Bin(128, 16), Bin(512, 64)]) == Bin(128, 16)
 
 
 def test_duplicate_measurements_of_a_bin_take_the_median(table, tmp_path):

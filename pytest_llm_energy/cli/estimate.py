@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from ..core.binning import Bin, BinTable, TraceBin
 from ..core.errors import EnergyUsageError
+from ..core.reference import prefill_bound
 from ..core.results import MeasuredBin, ResultSet
 from .flops import FlopsIdeal, ModelShape, ideal_energy, request_flops
 
 UNMEASURED_METHODS = ("nearest", "exclude")
 METHOD_TEXT = {
-    "nearest": "unmeasured bins take the J per output token of the nearest measured bin (distance in "
-    "log2 input and log2 output tokens), scaled by their own output tokens",
+    "nearest": "unmeasured bins take the J per output token of the nearest measured bin of the same kind of "
+    "work (prefill-bound or decode; distance in log2 input and log2 output tokens), scaled by their own output "
+    "tokens",
     "exclude": "unmeasured bins are excluded; the measured bins are renormalized by requests to stand "
     "for every binned request",
 }
@@ -208,8 +210,16 @@ def _log_distance(a: Bin, b: Bin) -> tuple[float, float, int, int]:
 
 
 def nearest_measured(bin: Bin, measured: Iterable[Bin]) -> Bin:
-    """The measured bin closest in log2 input + log2 output tokens (ties: the closer input length)."""
-    return min(measured, key=lambda candidate: _log_distance(bin, candidate))
+    """The measured bin closest in log2 input + log2 output tokens (ties: the closer input length), among
+    the bins of the same kind of work where there are any: a decode bin's J per output token is not a
+    prefill-bound one's (in4096-out128 took in4096-out16's, nine times a decode bin's figure)."""
+    measured = list(measured)
+    same_kind = [candidate for candidate in measured if _prefill_bound(candidate) == _prefill_bound(bin)]
+    return min(same_kind or measured, key=lambda candidate: _log_distance(bin, candidate))
+
+
+def _prefill_bound(bin: Bin) -> bool:
+    return prefill_bound({"output_tokens": bin.output_tokens})
 
 
 def estimate_workload(

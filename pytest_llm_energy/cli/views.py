@@ -411,7 +411,9 @@ def render_advice(advice: Advice, skipped: int, fmt: str = "terminal") -> str:
             for item in advice.bins]
     lines.append(table(rows, ["bin", "share", "baseline J/token", "lowest-energy setup", "J/token", "saving"], fmt))
     if advice.ranking:
-        lines.append("setups measured on every compared bin:")
+        lines.append("setups measured on every compared bin (energy over the compared bins only, renormalized to "
+                     "their requests: `llm-energy estimate --unmeasured=exclude`; estimate's default fills "
+                     "the other bins from the nearest measured one):")
         lines.append(table([[total.setup, energy(total.joules_per_1000_requests), f"{total.change:+.1%}"]
                             for total in advice.ranking], ["setup", "energy per 1,000 requests", "vs baseline"],
                            fmt))
