@@ -237,7 +237,7 @@ def test_show_lists_every_entry_per_gpu_key(tmp_path):
         write(tmp_path / "b", "h100", OLD), "cpu", {"t.py::test_x": dict(entry(2.0), estimated=True)}
     )
     text = render_entries(read_baseline_set(root))
-    assert "cpu: 1 entries" in text and "h100: 5 entries" in text and "(estimated)" in text
+    assert "cpu: 1 entry" in text and "h100: 5 entries" in text and "(estimated)" in text
     assert json.loads(render_entries(read_baseline_set(root), "json"))["gpus"]["h100"].keys() == OLD.keys()
     assert "### h100" in render_entries(read_baseline_set(root), "markdown")
 

@@ -140,7 +140,7 @@ def test_the_option_writes_plots_at_the_end_of_the_run(pytester):
     pytester.makepyfile(test_measured=MEASURED)
     result = pytester.runpytest(*ARGS, "--energy-plots=out/plots")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["energy plots: 1 PNG files in out/plots"])
+    result.stdout.fnmatch_lines(["energy plots: 1 PNG file in out/plots"])
     assert (pytester.path / "out/plots/baseline-vs-current.png").read_bytes().startswith(PNG)
 
 

@@ -202,7 +202,7 @@ def render_entries(baselines: BaselineSet, fmt: str = "terminal") -> str:
         else:
             lines += [
                 "",
-                f"{gpu}: {len(rows)} entries",
+                f"{gpu}: {counted(len(rows), 'entry')}",
                 table(rows, SHOW_COLUMNS),
             ]
     if not baselines.entries:
@@ -397,7 +397,7 @@ def render_estimates(estimates: Sequence[tuple[WorkloadEstimate, int, IdealCompa
 
 def render_advice(advice: Advice, skipped: int, fmt: str = "terminal") -> str:
     """The lowest-energy setup per bin, the setups ranked on the trace, and the saving."""
-    lines = [f"advice for {advice.trace}: {len(advice.setups)} setups; baseline {advice.baseline_setup}"]
+    lines = [f"advice for {advice.trace}: {counted(len(advice.setups), 'setup')}; baseline {advice.baseline_setup}"]
     if skipped:
         lines.append(f"skipped {skipped} entries without a workload or a number")
     lines.append(

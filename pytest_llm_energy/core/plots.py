@@ -23,6 +23,7 @@ from .result import TestResult
 from .results import read_report
 from .run_report import RunReport
 from .stats import Verdict
+from .words import counted
 
 INSTALL_HINT = "pip install 'pytest-llm-energy[plots]'"
 BARS_PER_FIGURE = 40  # more tests go to further files: a taller image stops being readable
@@ -259,4 +260,5 @@ def write_history_plot(histories: Sequence[History], path: Path, source: str) ->
     require_matplotlib("llm-energy history --plot")
     path.parent.mkdir(parents=True, exist_ok=True)
     runs = sum(len(history.runs) for history in histories)
-    return draw_history(histories, path, f"Recorded runs in {source}: {len(histories)} tests, {runs} runs")
+    title = f"Recorded runs in {source}: {counted(len(histories), 'test')}, {counted(runs, 'run')}"
+    return draw_history(histories, path, title)
