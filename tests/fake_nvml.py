@@ -72,11 +72,17 @@ class WallClock(Clock):
 
 
 def install_for_plugin_run(gpus: list[FakeGpu]) -> None:
-    """From a pytester conftest: the plugin in that run sees `gpus`, with a 0.2 s idle window (real: 2 s)."""
+    """From a pytester conftest: the plugin in that run sees `gpus`, with a 0.2 s idle window (real: 2 s).
+
+    No CUDA device stands behind fake GPUs, so the reference kernels find none, as the real function does
+    after importing torch (2-3 s of every run); a conftest that tests them puts its own stub in after this.
+    """
     sys.modules["pynvml"] = FakeNvml(gpus, clock=WallClock())
     import pytest_llm_energy.plugin.meters.nvml as nvml
+    import pytest_llm_energy.plugin.session as session
 
     nvml.NvmlMeter.__init__.__kwdefaults__["idle_seconds"] = 0.2
+    session.measure_reference = lambda meter, seconds=2.0: None
 
 
 @dataclass

@@ -6,9 +6,15 @@ card-to-card spread the default prior comes from was measured on H200s (benchmar
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import INNER_RUNS_WITHOUT
 
 CONFTEST = """
 import os, sys
@@ -36,13 +42,27 @@ ARGS = ("--energy-gpu=h100", "--energy-trials=6", "--energy-warmup=0", "--energy
         "--energy-run-noise=0.01", "-p", "no:cacheprovider", "--energy-json=r.json")
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Three runs recorded on GPU-aaaa, each its own process, as a team starts a history (once a module)."""
+    folder = tmp_path_factory.mktemp("recorded")
+    (folder / "conftest.py").write_text(CONFTEST.format(tests=str(Path(__file__).parent)))
+    (folder / "test_steady.py").write_text(STEADY)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    environment |= {"CUDA_VISIBLE_DEVICES": "GPU-aaaa", "PYTEST_ADDOPTS": INNER_RUNS_WITHOUT}
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines"], cwd=folder,
+                              env=environment, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:]
+    return folder / "baselines"
+
+
 @pytest.fixture
-def cards(pytester, monkeypatch):
+def cards(pytester, recorded):
+    """A fresh copy of the recorded baselines, and the run's files, for one test to change."""
     pytester.makeconftest(CONFTEST.format(tests=str(Path(__file__).parent)))
     pytester.makepyfile(test_steady=STEADY)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa")
-    for _ in range(3):  # three runs, as a team starts a history
-        pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines").assert_outcomes(passed=1)
+    shutil.copytree(recorded, pytester.path / "baselines")
     return pytester
 
 

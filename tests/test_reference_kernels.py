@@ -219,3 +219,12 @@ def test_each_xdist_workers_card_has_its_line_in_the_header_and_the_reports(pyte
     header = [line for line in result.stdout.lines if line.startswith("Reference kernels on")]
     assert sorted(line.split()[3].rstrip(":") for line in header) == sorted(cards)
     assert (pytester.path / "r.md").read_text().count("Reference kernels on") == len(cards)
+
+
+def test_without_a_cuda_device_the_kernels_measure_nothing():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: tests/test_gpu_meter.py runs the kernels")
+    from pytest_llm_energy.plugin.reference_kernels import measure_reference
+
+    assert measure_reference(meter=None) is None  # the meter is never read: nothing ran
