@@ -1,8 +1,13 @@
 """Shared test setup: pytester for plugin behaviour, as a user would run pytest."""
 
 import contextlib
+import sys
 
 import pytest
+
+from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
+
+from .fake_nvml import FakeGpu, FakeNvml, WallClock
 
 pytest_plugins = ["pytester"]
 
@@ -19,8 +24,8 @@ def _no_github_job_summary(monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
-# Plugins of this test environment that no inner run uses; hypothesis's alone adds ~1 s to every inner pytest.
-INNER_RUNS_WITHOUT = "-p no:hypothesispytest -p no:typeguard -p no:anyio"
+# A plugin of this test environment that no inner run uses, and that adds ~1 s to every inner pytest.
+INNER_RUNS_WITHOUT = "-p no:hypothesispytest"
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +37,17 @@ def _lean_inner_runs(request, monkeypatch):
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")
         monkeypatch.setenv("PYTEST_ADDOPTS", INNER_RUNS_WITHOUT)
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Install a fake pynvml with the given GPUs for in-process pytester runs (undone after the test)."""
+
+    def install(*gpus: FakeGpu, nvml_class=FakeNvml) -> FakeNvml:
+        nvml = nvml_class(list(gpus), clock=WallClock())
+        monkeypatch.setitem(sys.modules, "pynvml", nvml)
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        monkeypatch.setitem(NvmlMeter.__init__.__kwdefaults__, "idle_seconds", 0.2)  # the real idle window: 2 s
+        return nvml
+
+    return install

@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llm_energy.core.baseline import read_file
-from pytest_llm_energy.plugin.meters.nvml import NvmlMeter
 
-from .fake_nvml import FakeGpu, FakeNvml, WallClock
+from .fake_nvml import FakeGpu, FakeNvml
 
 # Hypothesis's plugin imports all of hypothesis at the end of every in-process run (pytester drops what a run
 # imported): 1.5 s a run. No inner run here uses it.
@@ -127,20 +126,6 @@ def test_bad_marker_values_stop_the_run_naming_test_and_keyword(pytester, keywor
             pass
     """)
     assert_usage_error(pytester.runpytest(*ARGS), pattern)
-
-
-@pytest.fixture
-def fake_gpus(monkeypatch):
-    """Install a fake pynvml with the given GPUs for in-process pytester runs (undone after the test)."""
-
-    def install(*gpus: FakeGpu, nvml_class=FakeNvml) -> FakeNvml:
-        nvml = nvml_class(list(gpus), clock=WallClock())
-        monkeypatch.setitem(sys.modules, "pynvml", nvml)
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        monkeypatch.setitem(NvmlMeter.__init__.__kwdefaults__, "idle_seconds", 0.2)  # the real idle window: 2 s
-        return nvml
-
-    return install
 
 
 def test_gpu_key_of_another_gpu_is_a_usage_error(pytester, fake_gpus):

@@ -644,6 +644,18 @@ def test_on_the_cpu_runs_are_not_assumed_steadier_than_their_trials():
     assert compare(entry.runs, Run.of(CPU_BUSY_RUN), TOLERANCE, prior=Prior(at_least_trials=True)) == on_cpu
 
 
+def test_a_run_noise_the_user_states_is_taken_as_stated_on_the_cpu_too():
+    from pytest_llm_energy.core.judge import cpu_prior
+    from pytest_llm_energy.core.settings import stated_prior
+
+    assert cpu_prior(stated_prior(None, 0.05), on_cpu=True).at_least_trials  # the default: floored
+    stated = stated_prior(0.05, 0.05)
+    assert cpu_prior(stated, on_cpu=True) == stated and not stated.at_least_trials
+    entry = cpu_entry([CPU_QUIET_RUN])
+    assert compare(entry.runs, Run.of(CPU_BUSY_RUN), TOLERANCE, prior=cpu_prior(stated, on_cpu=True)).verdict == \
+        "regressed"  # the team said 5%: the rule as on a GPU
+
+
 def test_on_a_quiet_cpu_the_floor_changes_nothing_and_a_third_more_work_still_regresses():
     # Trials 0.2% apart (a machine to itself): their spread is under the 5% prior, which stands.
     entry = cpu_entry([lognormal(5, 0.002, seed=i, scale=level) for i, level in enumerate((1.0, 1.01, 0.995))])

@@ -299,7 +299,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
 )
 def diff_command(args: argparse.Namespace) -> int:
     from ..core.baseline import read_set, read_set_at
-    from ..core.stats import Prior
+    from ..core.settings import stated_prior
     from .diff import diff_baselines
 
     if args.git is not None:
@@ -312,7 +312,7 @@ def diff_command(args: argparse.Namespace) -> int:
     else:
         raise EnergyUsageError("give OLD and NEW (baselines folders or files), or --git REV [PATH]")
     diff = diff_baselines(old, new, args.tolerance, args.confidence,
-                          Prior(run=args.run_noise, card=args.card_noise))
+                          stated_prior(args.run_noise, args.card_noise))
     if args.format == "json":
         print(views.render_json(diff))
     elif args.format == "markdown":

@@ -123,8 +123,9 @@ def other_gpus(runs: Sequence[Run] | None, current: Run) -> tuple[str, ...]:
 
 def cpu_prior(prior: Prior, on_cpu: bool) -> Prior:
     """The prior as a CPU meter needs it: its windows move with the machine's other work, which moves whole
-    runs too, so runs are not assumed steadier than the trials (`Prior.at_least_trials`)."""
-    return replace(prior, at_least_trials=True) if on_cpu else prior
+    runs too, so runs are not assumed steadier than the trials (`Prior.at_least_trials`), unless the user
+    stated how steady they are."""
+    return replace(prior, at_least_trials=True) if on_cpu and not prior.stated else prior
 
 
 def settled(entry: BaselineEntry | None, *, tolerance: float, prior: Prior, evidence: Evidence,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .stats import DEFAULT_CARD_NOISE, DEFAULT_CONFIDENCE, DEFAULT_RUN_NOISE
+from .stats import DEFAULT_CARD_NOISE, DEFAULT_CONFIDENCE, DEFAULT_RUN_NOISE, Prior
 
 
 def number(text, convert: Callable[[str], float], accept: Callable[[float], bool], unreadable: str,
@@ -105,9 +105,16 @@ TOLERANCE = Option("tolerance", fraction, 0.05, "allowed relative change of J pe
                    "0.05 is 5% (default: 0.05)")
 CONFIDENCE = Option("confidence", confidence_level, DEFAULT_CONFIDENCE,
                     f"confidence of the decision rule (default: {DEFAULT_CONFIDENCE})")
-RUN_NOISE = Option("run_noise", noise_fraction, DEFAULT_RUN_NOISE, "run-to-run spread of a test's median (a "
+RUN_NOISE = Option("run_noise", noise_fraction, None, "run-to-run spread of a test's median (a "
                    "fraction) that the verdict assumes until recorded runs, of the test and of its baselines set, "
-                   f"show their own (default: {DEFAULT_RUN_NOISE})")
+                   f"show their own (default: {DEFAULT_RUN_NOISE}, and on the CPU at least the trials' own spread)")
+
+
+def stated_prior(run_noise: float | None, card_noise: float) -> Prior:
+    """The rule's prior from the run-noise setting (None: not given, the default) and the card noise."""
+    if run_noise is None:
+        return Prior(run=DEFAULT_RUN_NOISE, card=card_noise)
+    return Prior(run=run_noise, card=card_noise, stated=True)
 CARD_NOISE = Option("card_noise", noise_fraction, DEFAULT_CARD_NOISE, "spread of a test's median from one GPU of a "
                     "model to another (a fraction), assumed until baselines recorded on several cards show their "
                     f"own; applied when this run's GPUs are none of the baseline's (default: {DEFAULT_CARD_NOISE}; "

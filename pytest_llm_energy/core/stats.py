@@ -149,6 +149,7 @@ class Prior:
     # is the machine's other work (the CPU meters), that work lasts seconds to minutes and moves whole runs
     # too (benchmarks/README.md section 12).
     at_least_trials: bool = False
+    stated: bool = False  # `run` was given (option, ini, marker), not the default: the CPU floor stays off
 
     def __post_init__(self) -> None:
         for name in ("run", "card"):

@@ -26,6 +26,7 @@ from ..core.settings import (
     non_negative_int,
     positive_float,
     positive_int,
+    stated_prior,
 )
 from ..core.stats import Prior
 from .backends import BACKENDS, BackendOptions
@@ -199,7 +200,7 @@ class TestSettings:
     time_budget: float | None
     warmup: int
     confidence: float
-    run_noise: float
+    run_noise: float | None  # None: not given (the default prior)
     card_noise: float
     strict: bool
     min_window: float | None  # the marker's; None: the meter's, which --energy-min-window sets
@@ -211,7 +212,7 @@ class TestSettings:
     @property
     def prior(self) -> Prior:
         """What the verdict assumes of run-to-run and card-to-card spread before runs are recorded."""
-        return Prior(run=self.run_noise, card=self.card_noise)
+        return stated_prior(self.run_noise, self.card_noise)
 
     @property
     def adaptive(self) -> bool:
