@@ -218,3 +218,34 @@ class FakeNvml:
 
     def nvmlDeviceGetTemperature(self, handle, sensor) -> int:
         return 40
+
+
+# Tests whose energy on a fake GPU is its watts x the time slept (ENERGY_TEST_WORK seconds a trial): steady
+# to the millisecond, where the CPU estimate of a shared box jumps 1.7x between runs. `test_odd_id` only where
+# asked.
+STEADY_TESTS = """
+import os
+import time
+import pytest
+
+WORK = float(os.environ.get("ENERGY_TEST_WORK", "0.1"))
+
+@pytest.mark.energy(tolerance={tolerance})
+def test_generate(energy):
+    with energy.measure() as m:
+        time.sleep(WORK)
+        m.output_tokens = 100
+{odd}
+def test_plain():
+    assert True
+"""
+ODD_ID = """
+def test_odd_id(energy):
+    with energy.measure() as m:
+        time.sleep(WORK)
+        m.output_tokens = 100
+"""
+
+
+def steady_tests(tolerance: float, odd_id: bool = False) -> str:
+    return STEADY_TESTS.format(tolerance=tolerance, odd=ODD_ID if odd_id else "")

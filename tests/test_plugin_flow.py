@@ -30,25 +30,9 @@ def test_plain():
 
 ARGS = ("--energy-gpu=cpu", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 
-# The verdicts' flow on a steady fake GPU (energy = its watts x the time slept): the CPU estimate of a shared
-# 2-core box jumps between two levels 1.7x apart from one run to the next (benchmarks/README.md section 12),
-# which no verdict of unchanged code can be asserted on.
-STEADY_FILE = """
-import os
-import time
-import pytest
-
-WORK = float(os.environ.get("ENERGY_TEST_WORK", "0.1"))
-
-@pytest.mark.energy(tolerance=0.5)
-def test_generate(energy):
-    with energy.measure() as m:
-        time.sleep(WORK)
-        m.output_tokens = 100
-
-def test_plain():
-    assert True
-"""
+# The verdicts' flow on a steady fake GPU (fake_nvml.steady_tests): the CPU estimate of a shared 2-core box
+# jumps between two levels 1.7x apart from one run to the next (benchmarks/README.md section 12), which no
+# verdict of unchanged code can be asserted on.
 STEADY_ARGS = ("--energy-gpu=h100", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider",
                "-p", "no:hypothesispytest")
 
@@ -61,10 +45,10 @@ def suite(pytester):
 
 @pytest.fixture
 def steady(pytester, fake_gpus):
-    from .fake_nvml import FakeGpu
+    from .fake_nvml import FakeGpu, steady_tests
 
     fake_gpus(FakeGpu("GPU-aaaa", watts=100.0))
-    pytester.makepyfile(test_gen=STEADY_FILE)
+    pytester.makepyfile(test_gen=steady_tests(tolerance=0.5))
     return pytester
 
 
@@ -79,7 +63,7 @@ def run(pytester, *args, work=400_000, subprocess=False):
 
 
 def run_steady(pytester, *args, work=0.1):
-    """A run of STEADY_FILE sleeping `work` seconds a trial."""
+    """A run of the steady tests, sleeping `work` seconds a trial."""
     pytester._monkeypatch.setenv("ENERGY_TEST_WORK", str(work))
     return pytester.runpytest(*STEADY_ARGS, *args)
 

@@ -418,20 +418,22 @@ def test_a_vllm_server_dying_mid_run_fails_that_test_clearly_and_leaves_no_proce
                                                        "test_server.py::test_measured"}
 
 
-SLOW_WRITES = """
+# A slow disk under one module's atomic_write: the test sends Ctrl-C once the file "writing" appears.
+SLOW_WRITES_IN = """
 import time
 from pathlib import Path
-import pytest_llm_energy.core.baseline as baseline
+import {module} as writer
 
-_write = baseline.atomic_write
+_write = writer.atomic_write
 
-def slow_write(path, text):  # a slow disk: Ctrl-C comes while the first of two files is written
+def slow_write(path, text):
     Path("writing").write_text(str(path))
     time.sleep(1.0)
     _write(path, text)
 
-baseline.atomic_write = slow_write
+writer.atomic_write = slow_write
 """
+SLOW_WRITES = SLOW_WRITES_IN.format(module="pytest_llm_energy.core.baseline")  # the first of two files
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
@@ -590,20 +592,7 @@ def test_a_baseline_that_cannot_be_written_is_reported_not_an_internal_error(pyt
     assert (folder / "sub").read_text().startswith("a file")
 
 
-SLOW_REPORT = """
-import time
-from pathlib import Path
-import pytest_llm_energy.plugin.report as report
-
-_write = report.atomic_write
-
-def slow_write(path, text):  # Ctrl-C in the last second of a run: while its report is written
-    Path("writing").write_text(str(path))
-    time.sleep(1.0)
-    _write(path, text)
-
-report.atomic_write = slow_write
-"""
+SLOW_REPORT = SLOW_WRITES_IN.format(module="pytest_llm_energy.plugin.report")  # the last second: the report
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")

@@ -125,35 +125,12 @@ def test_long_markdown_tables_fold_but_regressions_stay_in_the_open():
 # --- JUnit XML --------------------------------------------------------------------------------------------
 
 
-STEADY_TESTS = """
-import os
-import time
-import pytest
-
-WORK = float(os.environ.get("ENERGY_TEST_WORK", "0.1"))
-
-@pytest.mark.energy(tolerance=0.3)
-def test_generate(energy):
-    with energy.measure() as m:
-        time.sleep(WORK)
-        m.output_tokens = 100
-
-def test_odd_id(energy):
-    with energy.measure() as m:
-        time.sleep(WORK)
-        m.output_tokens = 100
-
-def test_plain():
-    pass
-"""
-
-
 def test_junit_properties_carry_the_energy_result(pytester, fake_gpus, monkeypatch):
     # A steady fake GPU (its watts x the time slept): the CPU estimate's runs jump 1.7x on a shared box
-    from .fake_nvml import FakeGpu
+    from .fake_nvml import FakeGpu, steady_tests
 
     fake_gpus(FakeGpu("GPU-aaaa", watts=100.0))
-    pytester.makepyfile(test_gen=STEADY_TESTS)
+    pytester.makepyfile(test_gen=steady_tests(tolerance=0.3, odd_id=True))
     steady = ("--energy-gpu=h100", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider")
     pytester.runpytest(*steady, "--energy-update-baselines").assert_outcomes(passed=3)
     monkeypatch.setenv("ENERGY_TEST_WORK", "0.25")  # 2.5 times as long regresses both tests
