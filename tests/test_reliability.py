@@ -436,17 +436,12 @@ writer.atomic_write = slow_write
 SLOW_WRITES = SLOW_WRITES_IN.format(module="pytest_llm_energy.core.baseline")  # the first of two files
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
-def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytester):
-    pytester.makeconftest(SLOW_WRITES)
-    pytester.makepyfile(test_a=MEASURED, test_b=MEASURED)
-    old = {"test_a.py::test_old": entry(9.0)}
-    write_baseline(pytester.path / "baselines" / "cpu" / "test_a.json", old)
+def ctrl_c_while_writing(pytester, *args) -> str:
+    """A pytest process sent Ctrl-C once its slow write began (a SLOW_WRITES_IN conftest); its output, after
+    checking that it stopped as interrupted, without a traceback."""
     with open(pytester.path / "out.txt", "wb") as out:
-        # -k: a run of a subset; the other entry of test_a.json is kept
-        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines", "-k",
-                                    "measured"],
-                                   cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=pytester.path,
+                                   stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not (pytester.path / "writing").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -455,6 +450,17 @@ def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytes
     text = (pytester.path / "out.txt").read_text()
     assert code == pytest.ExitCode.INTERRUPTED, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    return text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
+def test_sigint_while_baselines_are_written_finishes_every_file_then_stops(pytester):
+    pytester.makeconftest(SLOW_WRITES)
+    pytester.makepyfile(test_a=MEASURED, test_b=MEASURED)
+    old = {"test_a.py::test_old": entry(9.0)}
+    write_baseline(pytester.path / "baselines" / "cpu" / "test_a.json", old)
+    # -k: a run of a subset; the other entry of test_a.json is kept
+    text = ctrl_c_while_writing(pytester, "--energy-update-baselines", "-k", "measured")
     assert "interrupted at the end of the run: held until every baseline and report file was complete" in text
     folder = pytester.path / "baselines" / "cpu"
     assert sorted(p.name for p in folder.iterdir()) == ["test_a.json", "test_b.json"]  # no temporary, no lock
@@ -600,18 +606,7 @@ def test_sigint_while_the_report_is_written_finishes_it_then_stops(pytester):
     # It raised inside the report writing: a long traceback, no summary, no word of the baselines written.
     pytester.makeconftest(SLOW_REPORT)
     pytester.makepyfile(test_a=MEASURED)
-    with open(pytester.path / "out.txt", "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, "--energy-update-baselines",
-                                    "--energy-json=report.json"],
-                                   cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not (pytester.path / "writing").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        code = process.wait(60)
-    text = (pytester.path / "out.txt").read_text()
-    assert code == pytest.ExitCode.INTERRUPTED, text
-    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    text = ctrl_c_while_writing(pytester, "--energy-update-baselines", "--energy-json=report.json")
     assert "baselines written: " in text
     assert "interrupted at the end of the run: held until every baseline and report file was complete" in text
     assert [r["nodeid"] for r in json.loads((pytester.path / "report.json").read_text())["results"]] == [
