@@ -37,6 +37,9 @@ def _lean_inner_runs(request, monkeypatch):
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")
         monkeypatch.setenv("PYTEST_ADDOPTS", INNER_RUNS_WITHOUT)
+        # Under `-n`, an inner run is no xdist worker (pytest-benchmark turns itself off in one)
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+            monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
