@@ -2,7 +2,7 @@
 # install.sh PIECE_DIR : after the last piece (carried as PIECE_DIR, e.g. .whl/vllm/c3), join the pieces, unpack vLLM and install its missing requirements
 # from the carried wheels (resolved against what is installed), then put the tree after site-packages.
 set -euo pipefail
-s=/root/vstage; n=$(cat "$1/TREE_BYTES")
+s=$HOME/vstage; n=$(cat "$1/TREE_BYTES")
 cat $(ls $s/part* | sort -V) > $s/blob
 head -c "$n" $s/blob > $s/tree.tar.xz; tail -c +$((n + 1)) $s/blob > $s/deps.tar; rm -f $s/blob
 mkdir -p $s/site $s/wheels; tar -C $s/site -xJf $s/tree.tar.xz; tar -C $s/wheels -xf $s/deps.tar

@@ -16,7 +16,7 @@
 set -uo pipefail
 out=$1 budget=$2; shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-state=${STATE:-/root/llm-energy-run}
+state=${STATE:-$HOME/llm-energy-run}
 # The first call starts from the committed baselines, so records add to their files and checks judge them.
 [ -d "$state/baselines" ] || { mkdir -p "$state" && cp -r baselines "$state/baselines"; }
 # The key the README's command names for this card (the lease may give an H100 or an H200).
