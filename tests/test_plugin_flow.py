@@ -33,8 +33,7 @@ ARGS = ("--energy-gpu=cpu", "--energy-trials=5", "--energy-min-window=0.05", "-p
 # The verdicts' flow on a steady fake GPU (fake_nvml.steady_tests): the CPU estimate of a shared 2-core box
 # jumps between two levels 1.7x apart from one run to the next (benchmarks/README.md section 12), which no
 # verdict of unchanged code can be asserted on.
-STEADY_ARGS = ("--energy-gpu=h100", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider",
-               "-p", "no:hypothesispytest")
+STEADY_ARGS = ("--energy-gpu=h100", "--energy-trials=5", "--energy-min-window=0.05", "-p", "no:cacheprovider")
 
 
 @pytest.fixture

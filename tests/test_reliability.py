@@ -24,9 +24,7 @@ from pytest_llm_energy.core.baseline import read_file
 
 from .fake_nvml import FakeGpu, FakeNvml
 
-# Hypothesis's plugin imports all of hypothesis at the end of every in-process run (pytester drops what a run
-# imported): 1.5 s a run. No inner run here uses it.
-QUIET = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:hypothesispytest")
+QUIET = ("-p", "no:cacheprovider", "-p", "no:randomly")  # hypothesis's plugin is left out by conftest.py
 ARGS = ("--energy-gpu=cpu", "--energy-trials=2", "--energy-min-window=0.05", *QUIET)
 MEASURED = """
 def test_measured(energy):

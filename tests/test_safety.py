@@ -17,7 +17,7 @@ import pytest_llm_energy
 from pytest_llm_energy.core.baseline import read_file
 
 PACKAGE = Path(pytest_llm_energy.__file__).parent
-QUIET = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:hypothesispytest")
+QUIET = ("-p", "no:cacheprovider", "-p", "no:randomly")
 ARGS = ("--energy-gpu=cpu", "--energy-trials=2", "--energy-min-window=0.05", *QUIET)
 
 # Modules that turn bytes into objects by running code (pickle's opcodes), YAML loaders that build any object

@@ -108,15 +108,15 @@ CONFIDENCE = Option("confidence", confidence_level, DEFAULT_CONFIDENCE,
 RUN_NOISE = Option("run_noise", noise_fraction, None, "run-to-run spread of a test's median (a "
                    "fraction) that the verdict assumes until recorded runs, of the test and of its baselines set, "
                    f"show their own (default: {DEFAULT_RUN_NOISE}, and on the CPU at least the trials' own spread)")
-
-
-def stated_prior(run_noise: float | None, card_noise: float) -> Prior:
-    """The rule's prior from the run-noise setting (None: not given, the default) and the card noise."""
-    if run_noise is None:
-        return Prior(run=DEFAULT_RUN_NOISE, card=card_noise)
-    return Prior(run=run_noise, card=card_noise, stated=True)
 CARD_NOISE = Option("card_noise", noise_fraction, DEFAULT_CARD_NOISE, "spread of a test's median from one GPU of a "
                     "model to another (a fraction), assumed until baselines recorded on several cards show their "
                     f"own; applied when this run's GPUs are none of the baseline's (default: {DEFAULT_CARD_NOISE}; "
                     "0 treats every card of a model as one)")
 RULE_OPTIONS = {option.name: option for option in (TOLERANCE, CONFIDENCE, RUN_NOISE, CARD_NOISE)}
+
+
+def stated_prior(run_noise: float | None, card_noise: float) -> Prior:
+    """The rule's prior from the run-noise setting (None: not given, the default) and the card noise."""
+    if run_noise is None:
+        return Prior(card=card_noise)
+    return Prior(run=run_noise, card=card_noise, stated=True)
