@@ -18,7 +18,7 @@ import pytest
 from pytest_llm_energy.core.errors import MeterError
 from pytest_llm_energy.core.measurement import Reading
 from pytest_llm_energy.core.result import TestResult
-from pytest_llm_energy.plugin.ab import mismatch, pair
+from pytest_llm_energy.plugin.ab import ARM_MEMORY_SHARE, arm_options, mismatch, pair
 from pytest_llm_energy.plugin.meters.base import Meter
 from pytest_llm_energy.plugin.meters.cpu import CpuTimeMeter
 from pytest_llm_energy.plugin.meters.remote import RemoteMeter, Turns, WindowServer, turn_of
@@ -253,6 +253,15 @@ def record(samples, *, tokens=10, repeats=1, workload=None, torch="2.13.0"):
             "tolerance": 0.05, "confidence": 0.99, "workload": workload, "notes": [], "meter": "cpu-time",
             "measurement": {"output_tokens": tokens * repeats, "repeats": repeats},
             "stack": {"torch": torch}}
+
+
+def test_each_arms_vllm_engine_gets_half_the_card_unless_the_test_sets_its_share():
+    # Two engines stay loaded on one GPU: vLLM's default 0.9 for the first would leave the second no room.
+    assert arm_options("vllm", {}, "cuda") == {"gpu_memory_utilization": ARM_MEMORY_SHARE}
+    assert arm_options("vllm-server", {"request_rate": 8}, "cuda")["gpu_memory_utilization"] == ARM_MEMORY_SHARE
+    assert arm_options("vllm", {"gpu_memory_utilization": 0.3}, "cuda") == {"gpu_memory_utilization": 0.3}
+    assert arm_options("hf", {"compile": True}, "cuda") == {"compile": True}  # HF takes what it needs
+    assert arm_options("vllm", {}, "cpu") == {}  # the CPU engine sizes its cache from VLLM_CPU_KVCACHE_SPACE
 
 
 def test_b_is_judged_against_a_trial_by_trial():

@@ -11,6 +11,8 @@
 #   vllm:NAME      record the vLLM bins ($VLLM_SUITES, -k "not hf") into $STATE/baselines
 #   check:NAME     the recorded suites ($CHECK_SUITES) against $STATE/baselines, recording nothing
 #   bench:NAME     pytest $BENCH (a benchmark file) with its own scratch baselines
+#   ab:NAME        --energy-ab on $AB_SUITES (-k "$AB_K"), arm A this same Python with $AB_ARGS
+#                  (e.g. --energy-ab-option=cuda_graphs=false); no baselines read or written
 # Every pytest process runs the README's command shape: --energy-gpu=KEY (h100 or h200, as the card), default
 # settings. Logs, JSON reports and the baselines as they stand are packed into OUT/runs.tgz (gpu_frame.sh).
 set -uo pipefail
@@ -27,6 +29,7 @@ hf_suites=${HF_SUITES:-suites/test_code.py suites/test_decoding.py}
 # test_parallelism after test_backends: its tp1 bin reuses the batch-32 engine (one start fewer).
 vllm_suites=${VLLM_SUITES:-suites/test_backends.py suites/test_parallelism.py suites/test_online.py}
 check_suites=${CHECK_SUITES:-$hf_suites $vllm_suites}
+ab_suites=${AB_SUITES:-suites/test_backends.py} ab_k=${AB_K:-not hf}
 source "$here/../gpu_frame.sh"
 frame_start "$out" "$budget" 'cp -r "$state/baselines" "$work/baselines"'
 suite_run() {  # NAME UPDATE(yes|no) SUITES... [-- EXTRA...]
@@ -54,6 +57,13 @@ for step in "$@"; do
       frame_fits "${step#bench:}" || break
       frame_run "${step#bench:}" python3 -m pytest "$BENCH" --energy-gpu="$key" -p no:cacheprovider -s \
           --energy-baselines="$(mktemp -d)" --energy-update-baselines --energy-json="$work/${step#bench:}.json" ;;
+    ab:*)
+      frame_fits "${step#ab:}" || break
+      read -r -a files <<<"$ab_suites"; read -r -a extra <<<"${AB_ARGS:-}"
+      frame_run "${step#ab:}" python3 -m pytest "${files[@]}" -k "$ab_k" --energy-gpu="$key" -p no:cacheprovider \
+          --energy-ab="$(command -v python3)" "${extra[@]}" --energy-json="$work/${step#ab:}.json" \
+          --energy-md="$work/${step#ab:}.md"
+      grep -E "^(FAILED|ERROR) " "$work/${step#ab:}.log" | cut -c1-300 | head -8 ;;
     *) echo "unknown step $step" >&2 ;;
   esac
 done

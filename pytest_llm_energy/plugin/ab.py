@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +38,18 @@ UNPAIRED = "one arm gave no result"
 
 
 ARM_A_NEEDS = ("pytest", "xdist", "pytest_llm_energy")
+# Both arms keep an engine on the one card: each vLLM engine asks for half of vLLM's own 0.9 share.
+VLLM_BACKENDS = ("vllm", "vllm-server")
+ARM_MEMORY_SHARE = 0.45
+
+
+def arm_options(backend: str, options: Mapping, device: str) -> dict:
+    """An arm's options for `energy.run`: on a GPU a vLLM engine gets its half of the card unless the
+    test gives `gpu_memory_utilization` itself (the first arm's engine would otherwise take 0.9, and the
+    second could not start)."""
+    if device == "cuda" and backend in VLLM_BACKENDS:
+        return {"gpu_memory_utilization": ARM_MEMORY_SHARE, **options}
+    return dict(options)
 
 
 def arm_a_python(text: str) -> str:

@@ -255,7 +255,10 @@ class EnergySession:
         if self._pool is None:
             self._pool = BackendPool()
         device = "cpu" if self.gpu_key == CPU_KEY else "cuda"
-        backend_options = BackendOptions.from_keywords({**options, **self.ab_backend_options}, device=device)
+        keywords = {**options, **self.ab_backend_options}
+        if self.ab_arm:
+            keywords = ab.arm_options(name, keywords, device)
+        backend_options = BackendOptions.from_keywords(keywords, device=device)
         try:
             return self._pool.get(name, resolve_model(model), backend_options, workload.batch_size)
         except BackendUnavailable as error:
