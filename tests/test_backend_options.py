@@ -74,3 +74,22 @@ def test_a_gpu_without_flashinfer_samples_with_vllms_own_sampler(monkeypatch):
     monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())  # installed: vLLM's default
     assert "VLLM_USE_FLASHINFER_SAMPLER" not in vllm_environment("cuda")
+
+
+def test_a_gpu_pinned_by_uuid_is_shown_to_vllm_by_its_index(monkeypatch):
+    # On an H100, both A/B arms (pinned by UUID) failed: "invalid literal for int() with base 10: 'GPU-d18d...'".
+    import sys
+
+    from .fake_nvml import FakeGpu, FakeNvml
+    from pytest_llm_energy.plugin.backends.vllm_common import cuda_devices_by_index, vllm_environment
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([FakeGpu("GPU-aaaa"), FakeGpu("GPU-bbbb"),
+                                                         FakeGpu("GPU-cccc")]))
+    assert cuda_devices_by_index("GPU-cccc,GPU-aaaa") == {"CUDA_VISIBLE_DEVICES": "2,0",
+                                                          "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert cuda_devices_by_index("GPU-bb") == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert cuda_devices_by_index("1,2") == {} and cuda_devices_by_index(None) == {}
+    assert cuda_devices_by_index("MIG-1234") == {}  # no index to give: vLLM's own error stands
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    assert vllm_environment("cuda")["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in vllm_environment("cpu")

@@ -32,7 +32,31 @@ def vllm_environment(device: str) -> dict[str, str]:
         wanted["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
     elif importlib.util.find_spec("flashinfer") is None:
         wanted["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
-    return {name: os.environ.get(name, value) for name, value in wanted.items()}
+    environment = {name: os.environ.get(name, value) for name, value in wanted.items()}
+    if device == "cuda":
+        environment.update(cuda_devices_by_index(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    return environment
+
+
+def cuda_devices_by_index(visible: str | None) -> dict[str, str]:
+    """The visible GPUs as NVML indices where CUDA_VISIBLE_DEVICES names them by UUID, as the plugin pins an
+    xdist worker or an A/B arm: vLLM reads each entry with int() (vllm-project/vllm#13815) and no engine
+    starts. NVML counts in PCI bus order, which CUDA follows under CUDA_DEVICE_ORDER=PCI_BUS_ID. MIG
+    instances have no index to give, so they are left as they are."""
+    entries = [part.strip() for part in (visible or "").split(",") if part.strip()]
+    if not entries or all(entry.isdigit() for entry in entries) or any(e.startswith("MIG-") for e in entries):
+        return {}
+    from ..meters.nvml import load_nvml, visible_devices
+
+    nvml = load_nvml()
+    try:
+        devices = visible_devices(nvml, visible)
+    finally:
+        nvml.nvmlShutdown()
+    if not devices:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(device.nvml_index) for device in devices),
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 # Where vLLM keeps the server's own (frontend) arguments; the module moved between releases.
