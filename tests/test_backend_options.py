@@ -80,8 +80,9 @@ def test_a_gpu_pinned_by_uuid_is_shown_to_vllm_by_its_index(monkeypatch):
     # On an H100, both A/B arms (pinned by UUID) failed: "invalid literal for int() with base 10: 'GPU-d18d...'".
     import sys
 
-    from .fake_nvml import FakeGpu, FakeNvml
     from pytest_llm_energy.plugin.backends.vllm_common import cuda_devices_by_index, vllm_environment
+
+    from .fake_nvml import FakeGpu, FakeNvml
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([FakeGpu("GPU-aaaa"), FakeGpu("GPU-bbbb"),
                                                          FakeGpu("GPU-cccc")]))
