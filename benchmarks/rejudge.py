@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pytest_llm_energy.core.baseline import BaselineStore
 from pytest_llm_energy.core.judge import judge_test
+from pytest_llm_energy.core.settings import CONFIDENCE, TOLERANCE
 from pytest_llm_energy.core.stats import Prior
 from pytest_llm_energy.core.workload import Workload
 
@@ -24,7 +25,7 @@ for report in sys.argv[3:]:
         gpus = frozenset(dev["uuid"] for dev in r["measurement"]["devices"])
         j = judge_test(entry, r["samples"], gpus=gpus, reference=ref,
                        workload=Workload.from_dict(r["workload"]) if r.get("workload") else None,
-                       tolerance=0.05, confidence=0.99, prior=Prior(), evidence=evidence, fingerprint=None,
+                       tolerance=TOLERANCE.default, confidence=CONFIDENCE.default, prior=Prior(), evidence=evidence, fingerprint=None,
                        on_cpu=False, allow_hardware_change=True)
         dd = j.decision
         print(f"{Path(report).stem[:22]:22} {r['nodeid'].split('::')[1][:45]:45} runs={len(entry.runs)} "

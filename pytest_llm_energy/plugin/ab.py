@@ -30,6 +30,8 @@ from ..core.result import PAIRED, Arm, ArmA, TestResult
 from ..core.stats import Run, Verdict, compare, compare_paired
 from . import xdist_support
 from .backends import backend_class
+from .backends.placement import VLLM_MEMORY_SHARE
+from .backends.registry import runs_vllm
 from .meters.remote import WindowServer
 from .outcome import outcome
 
@@ -38,16 +40,15 @@ UNPAIRED = "one arm gave no result"
 
 
 ARM_A_NEEDS = ("pytest", "xdist", "pytest_llm_energy")
-# Both arms keep an engine on the one card: each vLLM engine asks for half of vLLM's own 0.9 share.
-VLLM_BACKENDS = ("vllm", "vllm-server")
-ARM_MEMORY_SHARE = 0.45
+# Both arms keep an engine on the one card: each vLLM engine asks for half of vLLM's own share.
+ARM_MEMORY_SHARE = VLLM_MEMORY_SHARE / 2
 
 
 def arm_options(backend: str, options: Mapping, device: str) -> dict:
     """An arm's options for `energy.run`: on a GPU a vLLM engine gets its half of the card unless the
     test gives `gpu_memory_utilization` itself (the first arm's engine would otherwise take 0.9, and the
     second could not start)."""
-    if device == "cuda" and backend in VLLM_BACKENDS:
+    if device == "cuda" and runs_vllm(backend):
         return {"gpu_memory_utilization": ARM_MEMORY_SHARE, **options}
     return dict(options)
 

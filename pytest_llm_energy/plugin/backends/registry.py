@@ -33,6 +33,12 @@ REGISTRY: dict[str, BackendEntry] = {
 BACKENDS = tuple(REGISTRY)
 
 
+def runs_vllm(name: str) -> bool:
+    """Whether the backend of that name runs a vLLM engine (and so takes vLLM's engine arguments)."""
+    entry = REGISTRY.get(name)
+    return entry is not None and "vllm" in entry.packages
+
+
 
 def backend_class(name: str) -> type[Backend]:
     """The Backend subclass for a name; its packages are checked, not imported (that happens in load)."""
