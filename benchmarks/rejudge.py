@@ -25,9 +25,10 @@ for report in sys.argv[3:]:
         gpus = frozenset(dev["uuid"] for dev in r["measurement"]["devices"])
         j = judge_test(entry, r["samples"], gpus=gpus, reference=ref,
                        workload=Workload.from_dict(r["workload"]) if r.get("workload") else None,
-                       tolerance=TOLERANCE.default, confidence=CONFIDENCE.default, prior=Prior(), evidence=evidence, fingerprint=None,
-                       on_cpu=False, allow_hardware_change=True)
+                       tolerance=TOLERANCE.default, confidence=CONFIDENCE.default, prior=Prior(),
+                       evidence=evidence, fingerprint=None, on_cpu=False, allow_hardware_change=True)
         dd = j.decision
         print(f"{Path(report).stem[:22]:22} {r['nodeid'].split('::')[1][:45]:45} runs={len(entry.runs)} "
               f"{dd.delta:+.1%} CI {dd.ci_low-1:+.1%}..{dd.ci_high-1:+.1%} det {dd.detectable:.1%} "
-              f"card {dd.noise.card:.3f}/{dd.noise.card_df:.1f} {dd.verdict}  (in run: {r['verdict']}, det {r['detectable']:.1%})")
+              f"card {dd.noise.card:.3f}/{dd.noise.card_df:.1f} {dd.verdict}  "
+              f"(in run: {r['verdict']}, det {r['detectable']:.1%})")

@@ -39,7 +39,6 @@ def runs_vllm(name: str) -> bool:
     return entry is not None and "vllm" in entry.packages
 
 
-
 def backend_class(name: str) -> type[Backend]:
     """The Backend subclass for a name; its packages are checked, not imported (that happens in load)."""
     entry = REGISTRY.get(name)
